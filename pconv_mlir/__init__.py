@@ -1,0 +1,1 @@
+"""pconv-mlir: a pattern-sparse convolution compiler built on MLIR with xDSL."""

@@ -1,0 +1,1 @@
+"""pconv_mlir/tools"""
