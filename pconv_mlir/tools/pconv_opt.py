@@ -1,0 +1,225 @@
+"""`pconv-opt`: xdsl-opt with the pconv dialect, passes and targets, and mlir-opt's manners.
+
+The tool subclasses `xDSLOptMain` and overrides only its registration hooks. `main` wraps the
+run so that every user mistake (malformed IR, an unknown pass, an op that fails its verifier,
+a missing file) is one `file:line:col: error: ...` line on stderr and exit code 1, and an
+output file (`-o`) is written only when the whole run succeeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import IO
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import (
+    ArgSpecParseError,
+    DiagnosticException,
+    ParseError,
+    VerifyException,
+)
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from pconv_mlir import pipeline, toolchain, universe
+from pconv_mlir.diagnostics import (
+    LocatingParser,
+    PconvDiagnostic,
+    PconvError,
+    format_parse_error,
+    locate_verify_error,
+)
+
+TOOL = "pconv-opt"
+
+
+def pass_summary(pass_class: type[ModulePass]) -> str:
+    """The first sentence of a pass's docstring."""
+    doc = (pass_class.__doc__ or "").strip()
+    first = " ".join(doc.split("\n\n")[0].split())
+    return first.split(". ")[0].rstrip(".")
+
+
+class _PassListing:
+    """The `--help` epilog, computed only when help is printed (it imports every pass)."""
+
+    def __init__(self, passes: dict[str, Callable[[], type[ModulePass]]]):
+        self.passes = passes
+
+    def text(self) -> str:
+        ours = universe.get_all_passes()
+        lines = ["pconv passes:"]
+        lines += [f"  {name:<32} {pass_summary(f())}" for name, f in sorted(ours.items())]
+        lines.append("")
+        lines.append("upstream xDSL passes:")
+        for name, factory in sorted(self.passes.items()):
+            if name in ours:
+                continue
+            try:
+                summary = pass_summary(factory())
+            except Exception:  # a pass whose module fails to import still gets listed
+                summary = "(unavailable)"
+            lines.append(f"  {name:<32} {summary}")
+        return "\n".join(lines)
+
+    # argparse treats the epilog as text: these are the str methods it calls.
+    def __contains__(self, item: str) -> bool:
+        return item in self.text()
+
+    def splitlines(self, keepends: bool = False) -> list[str]:
+        return self.text().splitlines(keepends)
+
+
+class PconvOptMain(xDSLOptMain):
+    """xdsl-opt with pconv-mlir's dialects, passes and targets registered."""
+
+    version_format = "pconv-opt built on xdsl version {xdsl_version}"
+
+    last_module: ModuleOp | None = None
+    chunk_line_offset: int = 0
+
+    def register_all_dialects(self) -> None:
+        for name, factory in pipeline.all_dialects().items():
+            self.ctx.register_dialect(name, factory)
+
+    def register_all_passes(self) -> None:
+        for name, factory in pipeline.all_passes().items():
+            self.register_pass(name, factory)
+
+    def register_all_targets(self) -> None:
+        for name, factory in universe.get_all_targets().items():
+            self.available_targets[name] = factory
+        super().register_all_targets()
+
+    def register_all_frontends(self) -> None:
+        def parse_mlir(io: IO[bytes]) -> ModuleOp:
+            parser = LocatingParser(
+                self.ctx, io.read(), self.get_input_name(), self.chunk_line_offset
+            )
+            self.last_module = parser.parse_module(not self.args.no_implicit_module)
+            return self.last_module
+
+        self.available_frontends["mlir"] = parse_mlir
+
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
+        super().register_all_arguments(arg_parser)
+        arg_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        arg_parser.epilog = _PassListing(self.available_passes)  # type: ignore[assignment]
+        arg_parser.add_argument(
+            "--list-passes",
+            action=_ListPassesAction,
+            passes=self.available_passes,
+            help="List every pass with a one-line summary and exit",
+        )
+
+    def parse_chunk(self, chunk: IO[bytes], file_extension: str, start_offset: int = 0):
+        self.chunk_line_offset = start_offset
+        return super().parse_chunk(chunk, file_extension, start_offset)
+
+
+class _ListPassesAction(argparse.Action):
+    def __init__(self, *args, passes: dict[str, Callable[[], type[ModulePass]]], **kwargs):
+        super().__init__(*args, nargs=0, **kwargs)
+        self.passes = passes
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(_PassListing(self.passes).text())
+        parser.exit()
+
+
+def _error(message: str) -> int:
+    print(message, file=sys.stderr)
+    return 1
+
+
+def _input_error(argv: Sequence[str]) -> str | None:
+    """A diagnostic when the input file cannot be read, before the tool starts."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("input_file", nargs="?")
+    parser.add_argument("-o", "--output-file")
+    known, _ = parser.parse_known_args(argv)
+    path = known.input_file
+    if path is None or path == "-":
+        return None
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as e:
+        return f"{path}: error: could not open input file: {e.strerror}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run pconv-opt; returns the exit code (0 success, 1 a diagnostic, 2 bad usage)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    toolchain.configure_xdsl()
+    tool: PconvOptMain | None = None
+    final_output: str | None = None
+    succeeded = False
+    try:
+        if "-h" not in argv and "--help" not in argv and "--list-passes" not in argv:
+            if (message := _input_error(argv)) is not None:
+                return _error(message)
+        try:
+            tool = PconvOptMain(description="pconv-mlir modular optimizer driver", args=argv)
+        except ValueError as e:  # unknown pass in -p, raised while building the pipeline
+            raise PconvError(_pipeline_error(argv, e)) from None
+        if tool.args.output_file:
+            final_output = tool.args.output_file
+            directory = os.path.dirname(os.path.abspath(final_output))
+            handle, tool.args.output_file = tempfile.mkstemp(
+                prefix=".pconv-opt-", suffix=".tmp", dir=directory
+            )
+            os.close(handle)
+        tool.run()
+        succeeded = True
+    except PconvError as e:
+        return _error(str(e))
+    except ArgSpecParseError as e:
+        return _error(_pipeline_error(argv, e))
+    except ParseError as e:
+        return _error(format_parse_error(e))
+    except PconvDiagnostic as e:
+        return _error(str(e))
+    except (VerifyException, DiagnosticException) as e:
+        module = tool.last_module if tool is not None else None
+        return _error(locate_verify_error(module, e))
+    except KeyboardInterrupt:
+        return _error(f"{TOOL}: interrupted")
+    except Exception as e:
+        if os.environ.get("PCONV_DEBUG"):
+            raise
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return _error(f"{TOOL}: error: {first} (set PCONV_DEBUG=1 for a traceback)")
+    finally:
+        if final_output is not None and tool is not None:
+            temporary = tool.args.output_file
+            if succeeded:
+                os.replace(temporary, final_output)
+            elif os.path.exists(temporary):
+                os.unlink(temporary)
+    return 0
+
+
+def _pipeline_error(argv: Sequence[str], error: BaseException) -> str:
+    """Re-parse the `-p` string with pconv-mlir's pipeline parser for a located diagnostic."""
+    spec = ""
+    for i, arg in enumerate(argv):
+        if arg in ("-p", "--passes") and i + 1 < len(argv):
+            spec = argv[i + 1]
+        elif arg.startswith("--passes="):
+            spec = arg.split("=", 1)[1]
+        elif arg.startswith("-p") and len(arg) > 2:
+            spec = arg[2:]
+    try:
+        pipeline.parse_pass_pipeline(spec)
+    except PconvError as e:
+        return str(e)
+    return f"<pass-pipeline>:1:1: error: {str(error).splitlines()[0]}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
