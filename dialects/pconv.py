@@ -345,10 +345,13 @@ class Conv2dOp(IRDLOperation):
     Kernel `weight[f, c]` keeps only the taps of pattern `kernel_patterns[f, c]` of the set; an id
     of -1 marks a kernel removed by connectivity pruning. Optional bias and fused ReLU.
 
-        %y = pconv.conv2d %x, %w, %b patterns #pconv.pattern_set<[[1, 3, 4, 5]], taps = 4>
-               kernel_patterns dense<[[0, -1]]> : tensor<1x2xi8> strides array<i64: 1, 1>
-               padding array<i64: 1, 1> dilation array<i64: 1, 1> relu
+        %y = pconv.conv2d %x, %w, %b patterns <[[1, 3, 4, 5]], taps = 4>
+               kernel_patterns dense<[[0, -1]]> : tensor<1x2xi8> strides [1, 1] padding [1, 1]
+               dilation [1, 1] relu
                : (tensor<1x2x8x8xf32>, tensor<1x2x3x3xf32>, tensor<1xf32>) -> tensor<1x1x8x8xf32>
+
+    In the generic form the properties are full attributes
+    (`patterns = #pconv.pattern_set<...>`, `strides = array<i64: 1, 1>`).
     """
 
     name = "pconv.conv2d"
@@ -406,9 +409,7 @@ class Conv2dOp(IRDLOperation):
     def verify_(self) -> None:
         w_shape = _static_shape(self.weight, "weight")
         if len(w_shape) != 4 or w_shape[2:] != (WINDOW, WINDOW):
-            raise VerifyException(
-                f"weight must be Fx Cx3x3, got {'x'.join(map(str, w_shape))}".replace("Fx C", "FxC")
-            )
+            raise VerifyException(f"weight must be FxCx3x3, got {'x'.join(map(str, w_shape))}")
         filters, channels = w_shape[0], w_shape[1]
         _conv_common_verify(self, filters, channels)
 
@@ -459,10 +460,9 @@ class FkwConv2dOp(IRDLOperation):
     of the pattern's taps.
 
         %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight, %b
-               patterns #pconv.pattern_set<[[1, 3, 4, 5]], taps = 4>
-               schedule #pconv.schedule<vector_width = 8, unroll_rows = 4, unroll_filters = 2,
-               tile_channels = 32> strides array<i64: 1, 1> padding array<i64: 1, 1>
-               dilation array<i64: 1, 1> : (tensor<1x2x8x8xf32>, tensor<3xi32>, tensor<2xi32>,
+               patterns <[[1, 3, 4, 5]], taps = 4> schedule <vector_width = 8, unroll_rows = 4,
+               unroll_filters = 2, tile_channels = 32> strides [1, 1] padding [1, 1]
+               dilation [1, 1] : (tensor<1x2x8x8xf32>, tensor<3xi32>, tensor<2xi32>,
                tensor<3xi32>, tensor<2x2xi32>, tensor<3x4xf32>, tensor<2xf32>) -> tensor<1x2x8x8xf32>
     """
 

@@ -21,6 +21,14 @@ class PconvError(Exception):
     """A user-facing error: its text is one diagnostic line `location: error: message`."""
 
 
+class LocatedVerifyException(VerifyException):
+    """A verifier error raised while parsing (an attribute's), with the op's source location."""
+
+    def __init__(self, message: str, location: str):
+        super().__init__(message)
+        self.location = location
+
+
 class PconvDiagnostic(Exception):
     """Raised by a pass for an input it cannot handle, naming the operation at fault."""
 
@@ -69,6 +77,8 @@ def locate_verify_error(module: Operation | None, error: Exception) -> str:
     xDSL's exception does not name the failing operation, so the module is verified again op
     by op, outermost first, and the first op that fails gives the location.
     """
+    if isinstance(error, LocatedVerifyException):
+        return f"{error.location}: error: {str(error).splitlines()[0]}"
     if module is not None:
         for op in _walk_preorder(module):
             try:
@@ -93,14 +103,24 @@ class LocatingParser(Parser):
         self.source_name = name
         self.line_offset = line_offset
 
+    def _location(self, position: int) -> FileLineColLoc:
+        text = self.source_bytes
+        line = text.count(b"\n", 0, position) + 1 + self.line_offset
+        column = position - (text.rfind(b"\n", 0, position) + 1) + 1
+        return FileLineColLoc(StringAttr(self.source_name), IntAttr(line), IntAttr(column))
+
     def parse_operation(self) -> Operation:
         start = self.pos
-        op = super().parse_operation()
+        try:
+            op = super().parse_operation()
+        except LocatedVerifyException:
+            raise
+        except VerifyException as e:
+            loc = self._location(start)
+            where = f"{loc.filename.data}:{loc.line.data}:{loc.column.data}"
+            raise LocatedVerifyException(str(e), where) from None
         if not isinstance(op.location, FileLineColLoc):
-            text = self.source_bytes
-            line = text.count(b"\n", 0, start) + 1 + self.line_offset
-            column = start - (text.rfind(b"\n", 0, start) + 1) + 1
-            op.location = FileLineColLoc(StringAttr(self.source_name), IntAttr(line), IntAttr(column))
+            op.location = self._location(start)
         return op
 
 
