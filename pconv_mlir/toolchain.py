@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from functools import cache
 
 LLVM_VERSION = 22
@@ -83,3 +84,54 @@ def configure_xdsl() -> None:
     """Point xDSL's `mlir-opt` pass at the versioned binary, unless the user chose one."""
     if "XDSL_MLIR_OPT" not in os.environ and tool_available("mlir-opt"):
         os.environ["XDSL_MLIR_OPT"] = find_tool("mlir-opt")
+
+
+class ToolFailedError(RuntimeError):
+    """An external tool exited with a non-zero status.
+
+    The message is one line, `<what> failed: <the tool's first error line>`; `stderr` keeps all
+    of it and `input_text` what the tool was given on stdin.
+    """
+
+    def __init__(self, what: str, stderr: str, *, input_text: str = "") -> None:
+        super().__init__(f"{what} failed: {first_error_line(stderr)}")
+        self.stderr = stderr
+        self.input_text = input_text
+
+
+def first_error_line(stderr: str) -> str:
+    """The first line of a tool's stderr that mentions an error, else its first non-empty line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if "error" in line.lower():
+            return line
+    return lines[0] if lines else "(no message)"
+
+
+def run_tool(
+    name: str,
+    args: list[str],
+    input_text: str | None = None,
+    *,
+    what: str | None = None,
+    timeout: float | None = None,
+) -> str:
+    """Run tool `name` (found by `find_tool`) with `args` and `input_text`; return its stdout.
+
+    A missing tool raises `ToolNotFoundError`; a non-zero exit, or a run longer than `timeout`
+    seconds, raises `ToolFailedError` (naming `what`, by default `name`).
+    """
+    executable = find_tool(name)
+    try:
+        completed = subprocess.run(
+            [executable, *args], input=input_text, capture_output=True, text=True, timeout=timeout
+        )
+    except FileNotFoundError as e:
+        raise ToolNotFoundError(f"'{name}' could not be run ({executable}): {e.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise ToolFailedError(
+            what or name, f"error: timed out after {timeout} s", input_text=input_text or ""
+        ) from None
+    if completed.returncode != 0:
+        raise ToolFailedError(what or name, completed.stderr, input_text=input_text or "")
+    return completed.stdout

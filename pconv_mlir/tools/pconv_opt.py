@@ -9,7 +9,9 @@ output file (`-o`) is written only when the whole run succeeds.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -38,8 +40,12 @@ TOOL = "pconv-opt"
 
 
 def pass_summary(pass_class: type[ModulePass]) -> str:
-    """The first sentence of a pass's docstring."""
-    doc = (pass_class.__doc__ or "").strip()
+    """The first sentence of a pass's docstring, or its class name in words when it has none."""
+    doc = inspect.getdoc(pass_class) or ""
+    if pass_class.__doc__ is None or doc.startswith(pass_class.__name__ + "("):
+        words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", pass_class.__name__).split()
+        words = [w for w in words if w != "Pass"] or words
+        return " ".join([words[0]] + [w.lower() if w[1:].islower() else w for w in words[1:]])
     first = " ".join(doc.split("\n\n")[0].split())
     return first.split(". ")[0].rstrip(".")
 

@@ -1,0 +1,431 @@
+"""Lower an xDSL module in upstream dialects to LLVM IR with `mlir-opt-22` and `mlir-translate-22`.
+
+The back half of the CPU path. The input is a `builtin.module` whose ops all come from upstream
+MLIR dialects (`UPSTREAM_DIALECTS`: func, scf, cf, memref, arith, vector, math, affine, index, ub,
+and linalg/tensor/bufferization on tensors or buffers); `pconv` ops must be lowered before. The
+output is LLVM IR text for a target in `TARGETS`, for `pconv_mlir.runtime.compile_shared_library`.
+
+    >>> ir = lower_to_llvm_ir(module, target="aarch64")      # doctest: +SKIP
+    >>> signatures = function_signatures(module)             # doctest: +SKIP
+
+How: xDSL verifies the module, checks that it uses upstream dialects only and that public function
+boundaries have types the C ABI can express, stamps the target triple and data layout on a copy,
+and prints it in generic form. `mlir-opt-22` runs `llvm_pipeline()`, and `mlir-translate-22
+--mlir-to-llvmir` makes LLVM IR. xDSL has no lowering of its own from vector, memref (descriptors,
+subviews) or bufferization to the llvm dialect, so the whole conversion happens upstream, and its
+result never comes back into xDSL (which cannot parse some LLVM-22 syntax, e.g. `llvm.mlir.poison`).
+
+The C ABI ("bare pointers"), the same for every public `func.func` with a body:
+
+- a memref argument is one pointer to its first element (`float *`): the memref must have a static
+  shape and the identity layout; the buffer is dense and row-major, and nothing is assumed about
+  its alignment beyond the element type's;
+- a tensor argument is bufferized to such a memref;
+- memref and tensor results become pointer arguments that the caller allocates ("out-params"),
+  appended after the original arguments in result order: `func.func @f(%x: tensor<2x3xf32>) ->
+  tensor<2x7xf32>` is `void f(float *x, float *out)` in C;
+- scalar arguments and at most one scalar result keep their C type; `index` is `int64_t`.
+
+`function_signatures` describes exactly this per function; the runners in `pconv_mlir.runtime`
+check every call against it.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from io import StringIO
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (
+    AffineMapAttr,
+    Builtin,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    IndexType,
+    IntegerType,
+    MemRefType,
+    ModuleOp,
+    NoneAttr,
+    StringAttr,
+    TensorType,
+)
+from xdsl.ir import Attribute, Operation
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import DiagnosticException
+
+from pconv_mlir.toolchain import ToolFailedError, run_tool
+
+__all__ = [
+    "TARGETS",
+    "UPSTREAM_DIALECTS",
+    "ArgSpec",
+    "FunctionSignature",
+    "LoweringError",
+    "TargetSpec",
+    "check_upstream_only",
+    "function_signatures",
+    "llvm_pipeline",
+    "lower_to_llvm_dialect",
+    "lower_to_llvm_ir",
+    "print_for_mlir_opt",
+    "resolve_target",
+    "run_mlir_opt",
+    "translate_to_llvm_ir",
+]
+
+
+class LoweringError(DiagnosticException):
+    """The module cannot be lowered: an unsupported op or type, or an upstream tool failed.
+
+    The message is one line. When a tool failed, `details` holds its whole stderr and `input_text`
+    the text it was given.
+    """
+
+    def __init__(self, message: str, *, details: str = "", input_text: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+        self.input_text = input_text
+
+
+# ------------------------------------------------------------------------------------------------
+# Targets
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What the compiler needs to know about one target machine."""
+
+    name: str
+    """`aarch64` or `x86_64`."""
+    triple: str
+    """The LLVM target triple, as clang-22 spells it."""
+    data_layout: str
+    """The LLVM data layout string that clang-22 uses for `triple`."""
+    default_cpu: str
+    """The CPU to tune for when none is given: `cortex-a76` (Snapdragon 855 big core), `native`."""
+
+
+TARGETS: dict[str, TargetSpec] = {
+    "aarch64": TargetSpec(
+        name="aarch64",
+        triple="aarch64-unknown-linux-gnu",
+        data_layout=(
+            "e-m:e-p270:32:32-p271:32:32-p272:64:64-i8:8:32-i16:16:32-i64:64-i128:128-n32:64-S128-Fn32"
+        ),
+        default_cpu="cortex-a76",
+    ),
+    "x86_64": TargetSpec(
+        name="x86_64",
+        triple="x86_64-pc-linux-gnu",
+        data_layout="e-m:e-p270:32:32-p271:32:32-p272:64:64-i64:64-i128:128-f80:128-n8:16:32:64-S128",
+        default_cpu="x86-64-v3",
+    ),
+}
+"""The supported targets, with LLVM 22's triples and data layouts (checked against clang)."""
+
+
+def resolve_target(target: str) -> TargetSpec:
+    """The `TargetSpec` for `target`: `host` (this machine, tuned for it), `aarch64` or `x86_64`."""
+    if target == "host":
+        machine = platform.machine().lower()
+        name = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+        if name not in TARGETS:
+            raise LoweringError(f"host machine '{machine}' is not a supported target")
+        spec = TARGETS[name]
+        return TargetSpec(spec.name, spec.triple, spec.data_layout, "native")
+    if target not in TARGETS:
+        raise LoweringError(
+            f"unknown target '{target}' (choose from host, {', '.join(sorted(TARGETS))})"
+        )
+    return TARGETS[target]
+
+
+# ------------------------------------------------------------------------------------------------
+# The C ABI of the generated functions
+# ------------------------------------------------------------------------------------------------
+
+_INT_DTYPES = {1: "bool", 8: "int8", 16: "int16", 32: "int32", 64: "int64"}
+
+
+def _dtype_of(type_: Attribute, where: str) -> str:
+    """The numpy dtype name of scalar MLIR type `type_`, or a `LoweringError` naming `where`."""
+    if isinstance(type_, Float16Type):
+        return "float16"
+    if isinstance(type_, Float32Type):
+        return "float32"
+    if isinstance(type_, Float64Type):
+        return "float64"
+    if isinstance(type_, IndexType):
+        return "int64"
+    if isinstance(type_, IntegerType) and type_.width.data in _INT_DTYPES:
+        return _INT_DTYPES[type_.width.data]
+    raise LoweringError(f"{where} has type {type_}, which the C ABI does not support")
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One C-level argument or result of a generated function."""
+
+    dtype: str
+    """numpy dtype name of the value or of the buffer's elements (`float32`, `int64`, ...)."""
+    shape: tuple[int, ...] | None
+    """The buffer's shape for a pointer argument; `None` for a scalar passed by value."""
+    is_out_param: bool = False
+    """Whether this pointer was a memref/tensor result, now a caller-allocated output."""
+
+    @property
+    def is_buffer(self) -> bool:
+        return self.shape is not None
+
+
+@dataclass(frozen=True)
+class FunctionSignature:
+    """The C signature of one generated function under the bare-pointer ABI."""
+
+    name: str
+    args: tuple[ArgSpec, ...]
+    """C arguments in order: the original arguments, then one out-param per buffer result."""
+    result: ArgSpec | None
+    """The scalar result, if any."""
+
+
+def _is_identity_layout(type_: MemRefType) -> bool:
+    layout = type_.layout
+    if isinstance(layout, NoneAttr):
+        return True
+    if isinstance(layout, AffineMapAttr):
+        return layout.data == layout.data.identity(layout.data.num_dims)
+    return False
+
+
+def _buffer_spec(type_: MemRefType | TensorType, where: str, *, out: bool = False) -> ArgSpec:
+    shape = tuple(type_.get_shape())
+    if any(dim < 0 for dim in shape):
+        raise LoweringError(
+            f"{where} has dynamic shape {type_}; the bare-pointer ABI needs static shapes"
+        )
+    if isinstance(type_, MemRefType) and not _is_identity_layout(type_):
+        raise LoweringError(
+            f"{where} has layout {type_.layout}; the bare-pointer ABI needs the identity layout"
+        )
+    return ArgSpec(_dtype_of(type_.get_element_type(), where), shape, out)
+
+
+def function_signatures(module: ModuleOp) -> dict[str, FunctionSignature]:
+    """The C signatures of the module's public functions with a body, by name.
+
+    Raises `LoweringError` for a boundary type the bare-pointer ABI cannot express: a dynamic
+    shape, a non-identity layout, an unsupported element type, or more than one scalar result.
+    """
+    signatures: dict[str, FunctionSignature] = {}
+    for op in module.ops:
+        if not isinstance(op, func.FuncOp) or op.is_declaration:
+            continue
+        if op.sym_visibility is not None and op.sym_visibility.data != "public":
+            continue
+        name = op.sym_name.data
+        args: list[ArgSpec] = []
+        for i, type_ in enumerate(op.function_type.inputs.data):
+            where = f"argument {i} of @{name}"
+            if isinstance(type_, MemRefType | TensorType):
+                args.append(_buffer_spec(type_, where))
+            else:
+                args.append(ArgSpec(_dtype_of(type_, where), None))
+        scalars: list[ArgSpec] = []
+        for i, type_ in enumerate(op.function_type.outputs.data):
+            where = f"result {i} of @{name}"
+            if isinstance(type_, MemRefType | TensorType):
+                args.append(_buffer_spec(type_, where, out=True))
+            else:
+                scalars.append(ArgSpec(_dtype_of(type_, where), None))
+        if len(scalars) > 1:
+            raise LoweringError(
+                f"@{name} returns {len(scalars)} scalars; the C ABI allows at most one"
+            )
+        signatures[name] = FunctionSignature(name, tuple(args), scalars[0] if scalars else None)
+    return signatures
+
+
+# ------------------------------------------------------------------------------------------------
+# Checking and printing the module for mlir-opt
+# ------------------------------------------------------------------------------------------------
+
+UPSTREAM_DIALECTS = frozenset(
+    {
+        "builtin",
+        "func",
+        "scf",
+        "cf",
+        "memref",
+        "arith",
+        "vector",
+        "math",
+        "affine",
+        "index",
+        "ub",
+        "linalg",
+        "tensor",
+        "bufferization",
+        "llvm",
+    }
+)
+"""Dialects whose ops `llvm_pipeline()` lowers."""
+
+# linalg ops whose region the user writes, so that their generic form is faithful. Every other
+# linalg op is a named op whose region MLIR derives from its name, and xDSL's copies of those
+# regions are not always right: xDSL 0.74 builds `linalg.pooling_nchw_max` as max(input, window)
+# instead of max(output, input). Those are printed in custom form, so mlir-opt builds the region.
+_LINALG_EXPLICIT_REGION = frozenset(
+    {"linalg.generic", "linalg.yield", "linalg.index", "linalg.reduce", "linalg.map"}
+)
+
+
+class _UpstreamPrinter(Printer):
+    """Generic form, except for named linalg ops (custom form, without their region)."""
+
+    def print_op(self, op: Operation) -> None:
+        if (
+            self.print_generic_format
+            and op.name.startswith("linalg.")
+            and op.name not in _LINALG_EXPLICIT_REGION
+            and type(op).print is not Operation.print
+        ):
+            self.print_generic_format = False
+            try:
+                super().print_op(op)
+            finally:
+                self.print_generic_format = True
+        else:
+            super().print_op(op)
+
+
+def check_upstream_only(module: ModuleOp) -> None:
+    """Raise `LoweringError` naming the first op that is not in `UPSTREAM_DIALECTS`."""
+    for op in module.walk():
+        if op.dialect_name() not in UPSTREAM_DIALECTS:
+            raise LoweringError(
+                f"'{op.name}' cannot be lowered to LLVM here: only upstream dialects "
+                f"({', '.join(sorted(UPSTREAM_DIALECTS))}) can; lower it first"
+            )
+
+
+def print_for_mlir_opt(module: ModuleOp, target: str | None = None) -> str:
+    """`module` as text for `mlir-opt-22`: generic form plus the `dense_resource` blobs it uses.
+
+    With `target`, a copy of the module carries `llvm.target_triple` and `llvm.data_layout`.
+    """
+    if target is not None:
+        spec = resolve_target(target)
+        module = module.clone()
+        module.attributes["llvm.target_triple"] = StringAttr(spec.triple)
+        module.attributes["llvm.data_layout"] = StringAttr(spec.data_layout)
+    stream = StringIO()
+    printer = _UpstreamPrinter(stream=stream, print_generic_format=True)
+    printer.print_op(module)
+    # The blobs of `dense_resource` attributes live in the process-wide builtin dialect object.
+    printer.print_metadata([Builtin])
+    stream.write("\n")
+    return stream.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------
+# Running the upstream tools
+# ------------------------------------------------------------------------------------------------
+
+
+def llvm_pipeline(opt_level: int = 3) -> str:
+    """The `mlir-opt-22 --pass-pipeline` that takes upstream dialects to the llvm dialect.
+
+    In order: bufferize tensors (function boundaries with identity layouts), make buffer results
+    caller-allocated out-params, insert deallocations; linalg ops (named and generic) to scf loops;
+    vector transfers to scf; subviews and affine maps to arithmetic; with `opt_level` >= 1,
+    canonicalize, cse and loop-invariant code motion; scf to cf; then every dialect to llvm, with
+    bare pointers for memrefs at function boundaries. Passes with nothing to do (bufferization on
+    a memref-only module) leave the module as it is.
+    """
+    cleanup = ["canonicalize", "cse", "loop-invariant-code-motion"] if opt_level >= 1 else []
+    passes = [
+        # Tensors to buffers.
+        "one-shot-bufferize{bufferize-function-boundaries"
+        " function-boundary-type-conversion=identity-layout-map}",
+        "buffer-results-to-out-params{hoist-static-allocs modify-public-functions}",
+        "buffer-deallocation-pipeline",
+        "convert-bufferization-to-memref",
+        # Structured ops to loops and plain arithmetic.
+        "func.func(convert-linalg-to-loops)",
+        "convert-vector-to-scf",
+        "expand-strided-metadata",
+        "lower-affine",
+        *cleanup,
+        "convert-scf-to-cf",
+        # Everything to llvm.
+        "convert-vector-to-llvm",
+        "convert-math-to-llvm",
+        "convert-math-to-libm",
+        "convert-math-to-funcs",
+        "arith-expand",
+        "convert-arith-to-llvm",
+        "convert-index-to-llvm",
+        "finalize-memref-to-llvm",
+        "convert-func-to-llvm{use-bare-ptr-memref-call-conv}",
+        "convert-cf-to-llvm",
+        "convert-ub-to-llvm",
+        "reconcile-unrealized-casts",
+    ]
+    return "builtin.module(" + ",".join(passes) + ")"
+
+
+def _run_upstream(tool: str, args: list[str], text: str) -> str:
+    try:
+        return run_tool(tool, args, text)
+    except ToolFailedError as e:
+        raise LoweringError(str(e), details=e.stderr, input_text=text) from None
+
+
+def run_mlir_opt(text: str, pipeline: str, *, generic_output: bool = False) -> str:
+    """Run `mlir-opt-22 --pass-pipeline=pipeline` on MLIR `text` and return its output.
+
+    With `generic_output` the output is in generic form: the form to hand back to xDSL's parser.
+    """
+    args = [f"--pass-pipeline={pipeline}"]
+    if generic_output:
+        args.append("--mlir-print-op-generic")
+    return _run_upstream("mlir-opt", args, text)
+
+
+def translate_to_llvm_ir(llvm_dialect_text: str) -> str:
+    """LLVM IR for a module in the llvm dialect, by `mlir-translate-22 --mlir-to-llvmir`."""
+    return _run_upstream("mlir-translate", ["--mlir-to-llvmir"], llvm_dialect_text)
+
+
+def _prepare(module: ModuleOp, target: str) -> str:
+    try:
+        module.verify()
+    except DiagnosticException as e:
+        lines = str(e).strip().splitlines()
+        raise LoweringError(f"module does not verify: {lines[0] if lines else e!r}") from None
+    check_upstream_only(module)
+    function_signatures(module)  # rejects boundary types the ABI cannot express
+    return print_for_mlir_opt(module, target)
+
+
+def lower_to_llvm_dialect(module: ModuleOp, *, target: str = "host", opt_level: int = 3) -> str:
+    """`module` lowered by `llvm_pipeline()` to the llvm dialect, as upstream MLIR text.
+
+    The text is in LLVM 22 syntax, which xDSL may not parse: give it to `translate_to_llvm_ir`.
+    """
+    return run_mlir_opt(_prepare(module, target), llvm_pipeline(opt_level))
+
+
+def lower_to_llvm_ir(module: ModuleOp, *, target: str = "host", opt_level: int = 3) -> str:
+    """`module` (upstream dialects only) as LLVM IR text for `target`.
+
+    `target` is `host`, `aarch64` or `x86_64`; the IR carries its triple and data layout, and its
+    functions follow the bare-pointer C ABI of this module's docstring. `opt_level` 0 skips the
+    MLIR clean-up passes; LLVM's optimisations are clang's job (`compile_shared_library`).
+    Raises `LoweringError` (one-line message) or `ToolNotFoundError`.
+    """
+    return translate_to_llvm_ir(lower_to_llvm_dialect(module, target=target, opt_level=opt_level))

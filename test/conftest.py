@@ -1,0 +1,20 @@
+"""Shared pytest helpers for pconv-mlir."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pconv_mlir import toolchain
+
+
+def need_tool(name: str) -> None:
+    """Skip the calling test when tool `name` is missing; under `make test`
+    (PCONV_REQUIRE_TOOLS=1) a missing tool fails the test instead."""
+    if toolchain.tool_available(name):
+        return
+    message = f"'{name}' is not installed (run `make setup`)"
+    if os.environ.get("PCONV_REQUIRE_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

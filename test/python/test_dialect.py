@@ -1,0 +1,194 @@
+"""The pconv ops' reference semantics equal torch's conv2d on the masked dense weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from xdsl.builder import ImplicitBuilder
+from xdsl.dialects import arith, func
+from xdsl.dialects.builtin import (
+    DenseIntOrFPElementsAttr,
+    Float32Type,
+    IntegerType,
+    ModuleOp,
+    TensorType,
+)
+from xdsl.utils.exceptions import VerifyException
+
+from pconv_mlir import reference
+from pconv_mlir.dialects.pconv import (
+    Conv2dOp,
+    FkwConv2dOp,
+    PatternSetAttr,
+    ScheduleAttr,
+    conv_output_size,
+)
+from pconv_mlir.interpreter import run_function
+from pconv_mlir.diagnostics import parse_module
+from pconv_mlir.pipeline import make_context, print_module, run_pipeline
+
+f32 = Float32Type()
+i32 = IntegerType(32)
+
+# Odd shapes: channels not a multiple of a vector width, stride 2, padding 0 and 1, batch > 1.
+CASES = [
+    # n, c, f, h, w, stride, pad, dilation, k, bias, relu
+    (1, 1, 1, 3, 3, 1, 0, 1, 1, False, False),
+    (2, 3, 5, 7, 9, 1, 1, 1, 3, True, True),
+    (3, 5, 7, 11, 6, 2, 1, 1, 8, True, False),
+    (1, 7, 3, 9, 13, 2, 0, 1, 4, False, True),
+    (2, 9, 6, 10, 10, 1, 1, 2, 6, True, True),
+    (1, 13, 11, 5, 17, 2, 1, 1, 12, False, False),
+]
+
+
+def random_layer(rng: np.random.Generator, f: int, c: int, k: int, taps: int = 4):
+    """A pattern-sparse weight: K random 4-tap patterns with the centre, ~1/3 kernels pruned."""
+    from itertools import combinations
+
+    candidates = [tuple(sorted((*nb, 4))) for nb in combinations([0, 1, 2, 3, 5, 6, 7, 8], taps - 1)]
+    chosen = [candidates[i] for i in rng.choice(len(candidates), size=k, replace=False)]
+    ids = rng.integers(0, k, size=(f, c))
+    ids[rng.random((f, c)) < 0.35] = -1
+    weight = rng.standard_normal((f, c, 3, 3)).astype(np.float32)
+    weight = np.where(reference.kernel_mask(ids, chosen), weight, 0).astype(np.float32)
+    return chosen, ids, weight
+
+
+def torch_conv(x, weight, bias, stride, pad, dil, relu):
+    out = F.conv2d(
+        torch.from_numpy(x).double(),
+        torch.from_numpy(weight).double(),
+        None if bias is None else torch.from_numpy(bias).double(),
+        stride=stride,
+        padding=pad,
+        dilation=dil,
+    )
+    return (torch.relu(out) if relu else out).numpy()
+
+
+def build_conv_module(x_shape, weight, bias, patterns, ids, stride, pad, dil, relu) -> ModuleOp:
+    """func @conv(%x[, %b]) with the weight as an arith.constant and one pconv.conv2d."""
+    n, c, h, w = x_shape
+    f = weight.shape[0]
+    oh, ow = conv_output_size(h, stride, pad, dil), conv_output_size(w, stride, pad, dil)
+    x_type = TensorType(f32, x_shape)
+    out_type = TensorType(f32, (n, f, oh, ow))
+    inputs = [x_type] + ([TensorType(f32, (f,))] if bias is not None else [])
+    module = ModuleOp([])
+    with ImplicitBuilder(module.body):
+        fn = func.FuncOp("conv", (inputs, [out_type]))
+        with ImplicitBuilder(fn.body) as args:
+            w_const = arith.ConstantOp(
+                DenseIntOrFPElementsAttr.from_list(TensorType(f32, weight.shape), weight.ravel().tolist())
+            )
+            ids_attr = DenseIntOrFPElementsAttr.from_list(TensorType(i32, ids.shape), ids.ravel().tolist())
+            conv = Conv2dOp(
+                args[0], w_const.result, args[1] if bias is not None else None, out_type,
+                PatternSetAttr.get(patterns), ids_attr, (stride, stride), (pad, pad), (dil, dil), relu,
+            )
+            func.ReturnOp(conv.result)
+    module.verify()
+    return module
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}c{}f{}h{}w{}s{}p{}d{}k{}".format(*c[:9]))
+def test_conv2d_matches_torch(case):
+    n, c, f, h, w, stride, pad, dil, k, has_bias, relu = case
+    rng = np.random.default_rng(hash(case) % 2**32)
+    patterns, ids, weight = random_layer(rng, f, c, k)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    bias = rng.standard_normal(f).astype(np.float32) if has_bias else None
+    module = build_conv_module(x.shape, weight, bias, patterns, ids, stride, pad, dil, relu)
+    # The printed module goes through an (empty) pipeline, parses back and computes the same.
+    module = parse_module(make_context(), run_pipeline(print_module(module), ""))
+    args = (x,) if bias is None else (x, bias)
+    (got,) = run_function(module, "conv", *args)
+    expected = torch_conv(x, weight, bias, stride, pad, dil, relu)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", CASES[1:], ids=lambda c: "n{}c{}f{}h{}w{}s{}p{}d{}k{}".format(*c[:9]))
+def test_fkw_matches_torch(case):
+    n, c, f, h, w, stride, pad, dil, k, has_bias, relu = case
+    rng = np.random.default_rng(1 + hash(case) % 2**32)
+    patterns, ids, weight = random_layer(rng, f, c, k)
+    order = rng.permutation(f)
+    fkw = reference.fkw_pack(weight, ids, patterns, order)
+    unpacked, unpacked_ids = reference.fkw_unpack(fkw, patterns, c)
+    np.testing.assert_array_equal(unpacked, weight)
+    np.testing.assert_array_equal(unpacked_ids, ids)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    bias = rng.standard_normal(f).astype(np.float32) if has_bias else None
+
+    oh, ow = conv_output_size(h, stride, pad, dil), conv_output_size(w, stride, pad, dil)
+    out_type = TensorType(f32, (n, f, oh, ow))
+    inputs = [TensorType(f32, x.shape)] + ([TensorType(f32, (f,))] if has_bias else [])
+    module = ModuleOp([])
+    with ImplicitBuilder(module.body):
+        fn = func.FuncOp("conv", (inputs, [out_type]))
+        with ImplicitBuilder(fn.body) as args:
+            consts = [
+                arith.ConstantOp(
+                    DenseIntOrFPElementsAttr.from_list(
+                        TensorType(f32 if a.dtype == np.float32 else i32, a.shape), a.ravel().tolist()
+                    )
+                ).result
+                for a in fkw.arrays()
+            ]
+            op = FkwConv2dOp(
+                args[0], consts, args[1] if has_bias else None, out_type,
+                PatternSetAttr.get(patterns), ScheduleAttr.get(vector_width=4),
+                (stride, stride), (pad, pad), (dil, dil), relu,
+            )
+            func.ReturnOp(op.result)
+    module.verify()
+    (got,) = run_function(module, "conv", *((x,) if bias is None else (x, bias)))
+    np.testing.assert_allclose(got, torch_conv(x, weight, bias, stride, pad, dil, relu), rtol=1e-4, atol=1e-4)
+
+
+def test_pattern_set_helpers():
+    ps = PatternSetAttr.get([[4, 1, 3, 5], [3, 4, 5, 7]])
+    assert ps.patterns == [(1, 3, 4, 5), (3, 4, 5, 7)]
+    assert ps.taps.data == 4 and len(ps) == 2
+    masks = ps.mask_array()
+    assert masks.shape == (2, 3, 3) and masks[0].sum() == 4 and masks[:, 1, 1].all()
+    dense = PatternSetAttr.dense()
+    assert dense.taps.data == 9 and dense.mask_array().all()
+
+
+@pytest.mark.parametrize(
+    "patterns, taps, centre, message",
+    [
+        ([[1, 3, 4, 5], [1, 3, 4, 5]], 4, True, "duplicates pattern 0"),
+        ([[1, 3, 4]], 4, True, "pattern 0 has 3 taps, the set allows 4"),
+        ([[0, 1, 2, 3]], 4, True, "lacks the centre tap 4"),
+        ([], 4, True, "holds no pattern"),
+    ],
+)
+def test_pattern_set_verifier(patterns, taps, centre, message):
+    with pytest.raises(VerifyException, match=message):
+        PatternSetAttr.get(patterns, taps, centre) if patterns else PatternSetAttr.get([], 4)
+
+
+def test_pattern_set_without_centre_allowed():
+    assert PatternSetAttr.get([[0, 1, 2, 3]], centre=False).centre.data == 0
+
+
+def test_schedule_defaults_and_errors():
+    assert ScheduleAttr.get().as_dict() == ScheduleAttr.DEFAULTS
+    assert ScheduleAttr.get(vector_width=16).vector_width.data == 16
+    with pytest.raises(VerifyException, match="not a power of two"):
+        ScheduleAttr.get(vector_width=12)
+    with pytest.raises(ValueError, match="unknown schedule parameter 'tile'"):
+        ScheduleAttr.get(tile=3)
+
+
+def test_dense_reference_is_torch():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    got = reference.dense_conv2d(x, w, None, (2, 1), (1, 0), (1, 1))
+    np.testing.assert_allclose(got, torch_conv(x, w, None, (2, 1), (1, 0), 1, False), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,7 @@
+// Kernel (0, 1) names pattern 2 of a two-pattern set.
+func.func @f(%x: tensor<1x2x6x6xf32>, %w: tensor<1x2x3x3xf32>) -> tensor<1x1x6x6xf32> {
+  // The line below is line 5.
+  
+  %y = pconv.conv2d %x, %w patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> kernel_patterns dense<[[0, 2]]> : tensor<1x2xi8> strides [1, 1] padding [1, 1] dilation [1, 1] : (tensor<1x2x6x6xf32>, tensor<1x2x3x3xf32>) -> tensor<1x1x6x6xf32>
+  func.return %y : tensor<1x1x6x6xf32>
+}

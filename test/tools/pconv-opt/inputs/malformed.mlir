@@ -1,0 +1,5 @@
+// A constant without its value.
+func.func @f() {
+  %x = arith.constant : i32
+  func.return
+}
