@@ -161,13 +161,9 @@ class PatternSetAttr(ParametrizedAttribute):
             if len(set(pattern)) != len(pattern):
                 raise VerifyException(f"pattern {k} {_format_mask(pattern)} repeats a tap")
             if len(pattern) != taps:
-                raise VerifyException(
-                    f"pattern {k} has {len(pattern)} taps, the set allows {taps}"
-                )
+                raise VerifyException(f"pattern {k} has {len(pattern)} taps, the set allows {taps}")
             if self.centre.data and CENTRE_TAP not in pattern:
-                raise VerifyException(
-                    f"pattern {k} {_format_mask(pattern)} lacks the centre tap 4"
-                )
+                raise VerifyException(f"pattern {k} {_format_mask(pattern)} lacks the centre tap 4")
             key = tuple(sorted(pattern))
             if key in seen:
                 raise VerifyException(
@@ -463,7 +459,8 @@ class FkwConv2dOp(IRDLOperation):
                patterns <[[1, 3, 4, 5]], taps = 4> schedule <vector_width = 8, unroll_rows = 4,
                unroll_filters = 2, tile_channels = 32> strides [1, 1] padding [1, 1]
                dilation [1, 1] : (tensor<1x2x8x8xf32>, tensor<3xi32>, tensor<2xi32>,
-               tensor<3xi32>, tensor<2x2xi32>, tensor<3x4xf32>, tensor<2xf32>) -> tensor<1x2x8x8xf32>
+               tensor<3xi32>, tensor<2x2xi32>, tensor<3x4xf32>, tensor<2xf32>)
+               -> tensor<1x2x8x8xf32>
     """
 
     name = "pconv.fkw_conv2d"
@@ -558,7 +555,9 @@ class FkwConv2dOp(IRDLOperation):
         offset, reorder = dense_values(self.offset), dense_values(self.reorder)
         index, stride = dense_values(self.index), dense_values(self.stride)
         if reorder is not None and sorted(reorder.tolist()) != list(range(filters)):
-            raise VerifyException(f"reorder {reorder.tolist()} is not a permutation of 0..{filters - 1}")
+            raise VerifyException(
+                f"reorder {reorder.tolist()} is not a permutation of 0..{filters - 1}"
+            )
         if offset is not None:
             if offset[0] != 0 or offset[-1] != kernels or np.any(np.diff(offset) < 0):
                 raise VerifyException(
@@ -567,8 +566,9 @@ class FkwConv2dOp(IRDLOperation):
         if index is not None:
             bad = np.flatnonzero((index < 0) | (index >= channels))
             if bad.size:
+                k = int(bad[0])
                 raise VerifyException(
-                    f"index[{bad[0]}] = {int(index[bad[0]])} is not an input channel 0..{channels - 1}"
+                    f"index[{k}] = {int(index[k])} is not an input channel 0..{channels - 1}"
                 )
         if stride is not None and offset is not None:
             for i in range(filters):

@@ -37,8 +37,16 @@ config.substitutions.append(("%python", sys.executable))
 # External LLVM tools: a feature each, and a substitution with Debian's versioned name.
 # `make test` sets PCONV_REQUIRE_TOOLS=1: there a missing tool is an error, not a skipped test.
 require = os.environ.get("PCONV_REQUIRE_TOOLS") == "1"
-for name in ("mlir-opt", "mlir-translate", "clang", "llvm-mca", "qemu-aarch64", "spirv-val",
-             "llvm-spirv", "aarch64-linux-gnu-gcc"):
+for name in (
+    "mlir-opt",
+    "mlir-translate",
+    "clang",
+    "llvm-mca",
+    "qemu-aarch64",
+    "spirv-val",
+    "llvm-spirv",
+    "aarch64-linux-gnu-gcc",
+):
     if toolchain.tool_available(name):
         config.available_features.add(name)
         config.substitutions.append((f"%{name}", toolchain.find_tool(name)))

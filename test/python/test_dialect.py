@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pconv_mlir.dialects.pconv import (
+    FkwConv2dOp,
+    PatternSetAttr,
+    ScheduleAttr,
+    conv_output_size,
+)
 from xdsl.builder import ImplicitBuilder
-from xdsl.dialects import arith, func
+from xdsl.dialects import func
 from xdsl.dialects.builtin import (
-    DenseIntOrFPElementsAttr,
     Float32Type,
     IntegerType,
     ModuleOp,
@@ -18,15 +23,9 @@ from xdsl.dialects.builtin import (
 from xdsl.utils.exceptions import VerifyException
 
 from pconv_mlir import reference
-from pconv_mlir.dialects.pconv import (
-    Conv2dOp,
-    FkwConv2dOp,
-    PatternSetAttr,
-    ScheduleAttr,
-    conv_output_size,
-)
-from pconv_mlir.interpreter import run_function
+from pconv_mlir.builders import conv2d_module, dense_constant, random_pattern_layer
 from pconv_mlir.diagnostics import parse_module
+from pconv_mlir.interpreter import run_function
 from pconv_mlir.pipeline import make_context, print_module, run_pipeline
 
 f32 = Float32Type()
@@ -44,17 +43,9 @@ CASES = [
 ]
 
 
-def random_layer(rng: np.random.Generator, f: int, c: int, k: int, taps: int = 4):
-    """A pattern-sparse weight: K random 4-tap patterns with the centre, ~1/3 kernels pruned."""
-    from itertools import combinations
-
-    candidates = [tuple(sorted((*nb, 4))) for nb in combinations([0, 1, 2, 3, 5, 6, 7, 8], taps - 1)]
-    chosen = [candidates[i] for i in rng.choice(len(candidates), size=k, replace=False)]
-    ids = rng.integers(0, k, size=(f, c))
-    ids[rng.random((f, c)) < 0.35] = -1
-    weight = rng.standard_normal((f, c, 3, 3)).astype(np.float32)
-    weight = np.where(reference.kernel_mask(ids, chosen), weight, 0).astype(np.float32)
-    return chosen, ids, weight
+def random_layer(rng: np.random.Generator, f: int, c: int, k: int):
+    """A pattern-sparse weight with K random patterns and about 1 kernel in 3 pruned."""
+    return random_pattern_layer(rng, f, c, k, rate=1.5)
 
 
 def torch_conv(x, weight, bias, stride, pad, dil, relu):
@@ -69,31 +60,6 @@ def torch_conv(x, weight, bias, stride, pad, dil, relu):
     return (torch.relu(out) if relu else out).numpy()
 
 
-def build_conv_module(x_shape, weight, bias, patterns, ids, stride, pad, dil, relu) -> ModuleOp:
-    """func @conv(%x[, %b]) with the weight as an arith.constant and one pconv.conv2d."""
-    n, c, h, w = x_shape
-    f = weight.shape[0]
-    oh, ow = conv_output_size(h, stride, pad, dil), conv_output_size(w, stride, pad, dil)
-    x_type = TensorType(f32, x_shape)
-    out_type = TensorType(f32, (n, f, oh, ow))
-    inputs = [x_type] + ([TensorType(f32, (f,))] if bias is not None else [])
-    module = ModuleOp([])
-    with ImplicitBuilder(module.body):
-        fn = func.FuncOp("conv", (inputs, [out_type]))
-        with ImplicitBuilder(fn.body) as args:
-            w_const = arith.ConstantOp(
-                DenseIntOrFPElementsAttr.from_list(TensorType(f32, weight.shape), weight.ravel().tolist())
-            )
-            ids_attr = DenseIntOrFPElementsAttr.from_list(TensorType(i32, ids.shape), ids.ravel().tolist())
-            conv = Conv2dOp(
-                args[0], w_const.result, args[1] if bias is not None else None, out_type,
-                PatternSetAttr.get(patterns), ids_attr, (stride, stride), (pad, pad), (dil, dil), relu,
-            )
-            func.ReturnOp(conv.result)
-    module.verify()
-    return module
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}c{}f{}h{}w{}s{}p{}d{}k{}".format(*c[:9]))
 def test_conv2d_matches_torch(case):
     n, c, f, h, w, stride, pad, dil, k, has_bias, relu = case
@@ -101,7 +67,9 @@ def test_conv2d_matches_torch(case):
     patterns, ids, weight = random_layer(rng, f, c, k)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     bias = rng.standard_normal(f).astype(np.float32) if has_bias else None
-    module = build_conv_module(x.shape, weight, bias, patterns, ids, stride, pad, dil, relu)
+    module = conv2d_module(
+        x.shape, weight, bias, patterns, ids, (stride, stride), (pad, pad), (dil, dil), relu
+    )
     # The printed module goes through an (empty) pipeline, parses back and computes the same.
     module = parse_module(make_context(), run_pipeline(print_module(module), ""))
     args = (x,) if bias is None else (x, bias)
@@ -110,7 +78,9 @@ def test_conv2d_matches_torch(case):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("case", CASES[1:], ids=lambda c: "n{}c{}f{}h{}w{}s{}p{}d{}k{}".format(*c[:9]))
+@pytest.mark.parametrize(
+    "case", CASES[1:], ids=lambda c: "n{}c{}f{}h{}w{}s{}p{}d{}k{}".format(*c[:9])
+)
 def test_fkw_matches_torch(case):
     n, c, f, h, w, stride, pad, dil, k, has_bias, relu = case
     rng = np.random.default_rng(1 + hash(case) % 2**32)
@@ -130,23 +100,25 @@ def test_fkw_matches_torch(case):
     with ImplicitBuilder(module.body):
         fn = func.FuncOp("conv", (inputs, [out_type]))
         with ImplicitBuilder(fn.body) as args:
-            consts = [
-                arith.ConstantOp(
-                    DenseIntOrFPElementsAttr.from_list(
-                        TensorType(f32 if a.dtype == np.float32 else i32, a.shape), a.ravel().tolist()
-                    )
-                ).result
-                for a in fkw.arrays()
-            ]
+            consts = [dense_constant(a).result for a in fkw.arrays()]
             op = FkwConv2dOp(
-                args[0], consts, args[1] if has_bias else None, out_type,
-                PatternSetAttr.get(patterns), ScheduleAttr.get(vector_width=4),
-                (stride, stride), (pad, pad), (dil, dil), relu,
+                args[0],
+                consts,
+                args[1] if has_bias else None,
+                out_type,
+                PatternSetAttr.get(patterns),
+                ScheduleAttr.get(vector_width=4),
+                (stride, stride),
+                (pad, pad),
+                (dil, dil),
+                relu,
             )
             func.ReturnOp(op.result)
     module.verify()
     (got,) = run_function(module, "conv", *((x,) if bias is None else (x, bias)))
-    np.testing.assert_allclose(got, torch_conv(x, weight, bias, stride, pad, dil, relu), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        got, torch_conv(x, weight, bias, stride, pad, dil, relu), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_pattern_set_helpers():
@@ -191,4 +163,6 @@ def test_dense_reference_is_torch():
     x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     got = reference.dense_conv2d(x, w, None, (2, 1), (1, 0), (1, 1))
-    np.testing.assert_allclose(got, torch_conv(x, w, None, (2, 1), (1, 0), 1, False), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got, torch_conv(x, w, None, (2, 1), (1, 0), 1, False), rtol=1e-5, atol=1e-5
+    )

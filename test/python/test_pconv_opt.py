@@ -47,7 +47,10 @@ def test_pipeline_generic_output():
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("cse,no-such-pass", "<pass-pipeline>:1:5: error: 'no-such-pass' does not refer to a registered pass"),
+        (
+            "cse,no-such-pass",
+            "<pass-pipeline>:1:5: error: 'no-such-pass' does not refer to a registered pass",
+        ),
         ("canonicalize{", "<pass-pipeline>:1:14: error: Expected argument name here"),
         ("canonicalize{bogus=1}", "bad options for 'canonicalize'"),
     ],
@@ -60,7 +63,10 @@ def test_pipeline_errors(spec, message):
 
 
 def test_pipeline_diagnostics_for_bad_ir():
-    with pytest.raises(PconvError, match=r"^<string>:5:3: error: 'pconv.conv2d' op kernel \(0, 0\) has pattern id 7"):
+    with pytest.raises(
+        PconvError,
+        match=r"^<string>:5:3: error: 'pconv.conv2d' op kernel \(0, 0\) has pattern id 7",
+    ):
         run_pipeline(BAD_ID, "")
     with pytest.raises(PconvError, match=r"^<string>:1:\d+: error: "):
         run_pipeline("func.func @f(", "")
@@ -77,8 +83,8 @@ def run_tool(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
 
 
 def test_help_lists_pconv_passes_with_summaries():
-    from pconv_mlir.universe import get_all_passes
     from pconv_mlir.tools.pconv_opt import pass_summary
+    from pconv_mlir.universe import get_all_passes
 
     out = run_tool("--help")
     assert out.returncode == 0
@@ -93,18 +99,26 @@ def test_help_lists_pconv_passes_with_summaries():
 def test_bad_inputs_give_one_line_and_exit_1(tmp_path: Path):
     missing = run_tool(str(tmp_path / "missing.mlir"))
     assert missing.returncode == 1
-    assert missing.stderr.strip() == f"{tmp_path / 'missing.mlir'}: error: could not open input file: No such file or directory"
+    assert (
+        missing.stderr.strip()
+        == f"{tmp_path / 'missing.mlir'}: error: could not open input file: No such file or directory"
+    )
 
     bad = tmp_path / "bad.mlir"
     bad.write_text(BAD_ID)
     out = run_tool(str(bad))
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
-    assert out.stderr.startswith(f"{bad}:5:3: error: 'pconv.conv2d' op kernel (0, 0) has pattern id 7")
+    assert out.stderr.startswith(
+        f"{bad}:5:3: error: 'pconv.conv2d' op kernel (0, 0) has pattern id 7"
+    )
     assert "Traceback" not in out.stderr
 
     unknown = run_tool(str(bad), "-p", "nope")
     assert unknown.returncode == 1
-    assert unknown.stderr.strip() == "<pass-pipeline>:1:1: error: 'nope' does not refer to a registered pass"
+    assert (
+        unknown.stderr.strip()
+        == "<pass-pipeline>:1:1: error: 'nope' does not refer to a registered pass"
+    )
 
     malformed = run_tool(stdin="func.func @f() {\n  %x = arith.constant : i32\n}\n")
     assert malformed.returncode == 1 and malformed.stderr.startswith("stdin:2:")

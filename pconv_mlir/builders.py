@@ -1,0 +1,131 @@
+"""Small builders for pconv IR: random pattern-sparse layers and one-conv modules.
+
+Used by the demo, the tests and the benchmarks; the passes work on whatever IR they are given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+import numpy as np
+from xdsl.builder import ImplicitBuilder
+from xdsl.dialects import arith, func
+from xdsl.dialects.builtin import (
+    DenseIntOrFPElementsAttr,
+    Float32Type,
+    IntegerType,
+    ModuleOp,
+    TensorType,
+)
+from xdsl.ir import SSAValue
+
+from pconv_mlir import reference
+from pconv_mlir.dialects.pconv import Conv2dOp, PatternSetAttr, conv_output_size
+
+f32 = Float32Type()
+i32 = IntegerType(32)
+
+
+def candidate_taps(taps: int = 4) -> list[tuple[int, ...]]:
+    """All tap lists of the given size that hold the centre tap 4."""
+    return [tuple(sorted((*nb, 4))) for nb in combinations([0, 1, 2, 3, 5, 6, 7, 8], taps - 1)]
+
+
+def random_pattern_layer(
+    rng: np.random.Generator, filters: int, channels: int, k: int = 8, rate: float = 3.6
+) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]:
+    """(patterns, ids [F, C], masked weight [F, C, 3, 3]) of a random pattern-sparse layer:
+    K random 4-tap patterns, and round(F * C / rate) kernels kept (at least one)."""
+    pool = candidate_taps()
+    patterns = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
+    ids = rng.integers(0, k, size=(filters, channels))
+    kept = max(1, round(filters * channels / rate))
+    pruned = rng.permutation(filters * channels)[kept:]
+    ids.reshape(-1)[pruned] = -1
+    weight = rng.standard_normal((filters, channels, 3, 3)).astype(np.float32)
+    weight = np.where(reference.kernel_mask(ids, patterns), weight, 0).astype(np.float32)
+    return patterns, ids, weight
+
+
+def dense_constant(array: np.ndarray) -> arith.ConstantOp:
+    """An `arith.constant` tensor holding `array` (f32 or i32)."""
+    element = f32 if array.dtype == np.float32 else i32
+    values = array.astype(np.float32 if element == f32 else np.int32).ravel().tolist()
+    return arith.ConstantOp(
+        DenseIntOrFPElementsAttr.from_list(TensorType(element, array.shape), values)
+    )
+
+
+def conv2d_op(
+    x: SSAValue,
+    weight: SSAValue,
+    bias: SSAValue | None,
+    patterns: Sequence[Sequence[int]],
+    ids: np.ndarray,
+    strides: Sequence[int] = (1, 1),
+    padding: Sequence[int] = (1, 1),
+    dilation: Sequence[int] = (1, 1),
+    relu: bool = False,
+) -> Conv2dOp:
+    """A `pconv.conv2d` whose result type is computed from its operands."""
+    n, _c, h, w = x.type.get_shape()
+    f = weight.type.get_shape()[0]
+    oh = conv_output_size(h, strides[0], padding[0], dilation[0])
+    ow = conv_output_size(w, strides[1], padding[1], dilation[1])
+    ids_attr = DenseIntOrFPElementsAttr.from_list(
+        TensorType(i32, ids.shape), np.asarray(ids, dtype=np.int64).ravel().tolist()
+    )
+    return Conv2dOp(
+        x,
+        weight,
+        bias,
+        TensorType(f32, (n, f, oh, ow)),
+        PatternSetAttr.get(patterns),
+        ids_attr,
+        strides,
+        padding,
+        dilation,
+        relu,
+    )
+
+
+def conv2d_module(
+    x_shape: Sequence[int],
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    patterns: Sequence[Sequence[int]],
+    ids: np.ndarray,
+    strides: Sequence[int] = (1, 1),
+    padding: Sequence[int] = (1, 1),
+    dilation: Sequence[int] = (1, 1),
+    relu: bool = False,
+    name: str = "conv",
+) -> ModuleOp:
+    """`func @conv(%x[, %bias])` with the weight as a constant and one `pconv.conv2d`."""
+    n, c, h, w = x_shape
+    f = weight.shape[0]
+    oh = conv_output_size(h, strides[0], padding[0], dilation[0])
+    ow = conv_output_size(w, strides[1], padding[1], dilation[1])
+    inputs = [TensorType(f32, tuple(x_shape))]
+    if bias is not None:
+        inputs.append(TensorType(f32, (f,)))
+    module = ModuleOp([])
+    with ImplicitBuilder(module.body):
+        fn = func.FuncOp(name, (inputs, [TensorType(f32, (n, f, oh, ow))]))
+        with ImplicitBuilder(fn.body) as args:
+            w_const = dense_constant(weight)
+            conv = conv2d_op(
+                args[0],
+                w_const.result,
+                args[1] if bias is not None else None,
+                patterns,
+                ids,
+                strides,
+                padding,
+                dilation,
+                relu,
+            )
+            func.ReturnOp(conv.result)
+    module.verify()
+    return module
