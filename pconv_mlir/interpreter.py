@@ -42,7 +42,11 @@ class PconvFunctions(InterpreterFunctions):
         x, weight, *rest = args
         bias = rest[0] if rest else None
         out = reference.conv2d(
-            np.asarray(x), np.asarray(weight), bias, op.patterns.patterns, op.pattern_ids(),
+            np.asarray(x),
+            np.asarray(weight),
+            bias,
+            op.patterns.patterns,
+            op.pattern_ids(),
             **_pairs(op),
         )
         return (out,)

@@ -92,7 +92,9 @@ class Fkw:
     offset: np.ndarray  # [F + 1] i32: kernels of stored filter i are offset[i]:offset[i + 1]
     reorder: np.ndarray  # [F] i32: stored filter i computes output channel reorder[i]
     index: np.ndarray  # [N] i32: input channel of kernel k
-    stride: np.ndarray  # [F, K + 1] i32: kernels of pattern p in filter i: stride[i, p]:stride[i, p + 1]
+    stride: (
+        np.ndarray
+    )  # [F, K + 1] i32: kernels of pattern p in filter i: stride[i, p]:stride[i, p + 1]
     weight: np.ndarray  # [N, taps] f32: the kept weights of kernel k, in pattern tap order
 
     def arrays(self) -> tuple[np.ndarray, ...]:
@@ -140,7 +142,9 @@ def fkw_pack(
     )
 
 
-def fkw_unpack(fkw: Fkw, patterns: Sequence[Pattern], channels: int) -> tuple[np.ndarray, np.ndarray]:
+def fkw_unpack(
+    fkw: Fkw, patterns: Sequence[Pattern], channels: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The masked dense weight [F, C, 3, 3] and pattern ids [F, C] that `fkw` describes."""
     f_count = len(fkw.reorder)
     weight = np.zeros((f_count, channels, 9), dtype=np.float32)
