@@ -332,6 +332,29 @@ def _conv_common_verify(
 _F32_TENSOR = TensorType[Float32Type]
 _I32_TENSOR = TensorType[IntegerType]
 _PAIR = DenseArrayBase.constr(i64)
+_I32_ARRAY = DenseArrayBase.constr(IntegerType(32))
+
+
+def _verify_grouping(op: Conv2dOp | FkwConv2dOp, filters: int, order_required: bool) -> None:
+    """filter_order is a permutation of the filters; filter_groups rise from 0 to F."""
+    order = getattr(op, "filter_order", None)
+    groups = op.filter_groups
+    if order is not None:
+        values = [int(v) for v in order.get_values()]
+        if sorted(values) != list(range(filters)):
+            raise VerifyException(
+                f"filter_order {values} is not a permutation of the {filters} filters"
+            )
+    elif groups is not None and order_required:
+        raise VerifyException("filter_groups needs a filter_order")
+    if groups is not None:
+        bounds = [int(v) for v in groups.get_values()]
+        if len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != filters or any(
+            b <= a for a, b in zip(bounds, bounds[1:])
+        ):
+            raise VerifyException(
+                f"filter_groups {bounds} must rise strictly from 0 to the {filters} filters"
+            )
 
 
 @irdl_op_definition
@@ -363,11 +386,16 @@ class Conv2dOp(IRDLOperation):
     padding = prop_def(_PAIR)
     dilation = prop_def(_PAIR)
     relu = opt_prop_def(UnitAttr)
+    filter_order = opt_prop_def(_I32_ARRAY)
+    """Set by pconv-fkr: the order in which filters are stored and computed (a permutation)."""
+    filter_groups = opt_prop_def(_I32_ARRAY)
+    """Set by pconv-fkr: group boundaries in `filter_order`, rising from 0 to F."""
 
     assembly_format = (
         "$input `,` $weight (`,` $bias^)? `patterns` $patterns "
         "`kernel_patterns` $kernel_patterns `strides` $strides `padding` $padding "
-        "`dilation` $dilation (`relu` $relu^)? attr-dict `:` functional-type(operands, results)"
+        "`dilation` $dilation (`relu` $relu^)? (`filter_order` $filter_order^)? "
+        "(`filter_groups` $filter_groups^)? attr-dict `:` functional-type(operands, results)"
     )
 
     def __init__(
@@ -382,6 +410,8 @@ class Conv2dOp(IRDLOperation):
         padding: Sequence[int] = (0, 0),
         dilation: Sequence[int] = (1, 1),
         relu: bool = False,
+        filter_order: Sequence[int] | None = None,
+        filter_groups: Sequence[int] | None = None,
     ):
         properties: dict[str, Attribute] = {
             "patterns": patterns,
@@ -392,6 +422,10 @@ class Conv2dOp(IRDLOperation):
         }
         if relu:
             properties["relu"] = UnitAttr()
+        if filter_order is not None:
+            properties["filter_order"] = DenseArrayBase.from_list(IntegerType(32), filter_order)
+        if filter_groups is not None:
+            properties["filter_groups"] = DenseArrayBase.from_list(IntegerType(32), filter_groups)
         super().__init__(
             operands=[input, weight, [] if bias is None else [bias]],
             result_types=[result_type],
@@ -427,6 +461,8 @@ class Conv2dOp(IRDLOperation):
                 f"kernel ({f}, {c}) has pattern id {int(ids[f, c])}, the set has {count} "
                 f"patterns (ids -1..{count - 1})"
             )
+
+        _verify_grouping(self, filters, order_required=True)
 
         weight = dense_values(self.weight)
         if weight is None:
@@ -480,11 +516,14 @@ class FkwConv2dOp(IRDLOperation):
     padding = prop_def(_PAIR)
     dilation = prop_def(_PAIR)
     relu = opt_prop_def(UnitAttr)
+    filter_groups = opt_prop_def(_I32_ARRAY)
+    """Group boundaries over the stored filters, from pconv-fkr: filters computed together."""
 
     assembly_format = (
         "$input `,` $offset `,` $reorder `,` $index `,` $stride `,` $weight (`,` $bias^)? "
         "`patterns` $patterns `schedule` $schedule `strides` $strides `padding` $padding "
-        "`dilation` $dilation (`relu` $relu^)? attr-dict `:` functional-type(operands, results)"
+        "`dilation` $dilation (`relu` $relu^)? (`filter_groups` $filter_groups^)? attr-dict "
+        "`:` functional-type(operands, results)"
     )
 
     def __init__(
@@ -499,6 +538,7 @@ class FkwConv2dOp(IRDLOperation):
         padding: Sequence[int] = (0, 0),
         dilation: Sequence[int] = (1, 1),
         relu: bool = False,
+        filter_groups: Sequence[int] | None = None,
     ):
         """`fkw` is (offset, reorder, index, stride, weight)."""
         properties: dict[str, Attribute] = {
@@ -510,6 +550,8 @@ class FkwConv2dOp(IRDLOperation):
         }
         if relu:
             properties["relu"] = UnitAttr()
+        if filter_groups is not None:
+            properties["filter_groups"] = DenseArrayBase.from_list(IntegerType(32), filter_groups)
         super().__init__(
             operands=[input, *fkw, [] if bias is None else [bias]],
             result_types=[result_type],
@@ -551,6 +593,8 @@ class FkwConv2dOp(IRDLOperation):
                 f"weight has shape {'x'.join(map(str, weight_shape))}, expected "
                 f"{kernels}x{taps} (kernels x taps)"
             )
+
+        _verify_grouping(self, filters, order_required=False)
 
         offset, reorder = dense_values(self.offset), dense_values(self.reorder)
         index, stride = dense_values(self.index), dense_values(self.stride)

@@ -36,10 +36,12 @@ import platform
 from dataclasses import dataclass
 from io import StringIO
 
+from xdsl.dialect_interfaces.op_asm import OpAsmDialectInterface
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     AffineMapAttr,
     Builtin,
+    DenseResourceAttr,
     Float16Type,
     Float32Type,
     Float64Type,
@@ -312,6 +314,26 @@ def check_upstream_only(module: ModuleOp) -> None:
             )
 
 
+def _check_resource_blobs(module: ModuleOp) -> None:
+    """Raise `LoweringError` for a `dense_resource` whose blob xDSL does not hold.
+
+    xDSL keeps blobs in one process-wide table keyed by name. When a second module with the same
+    key is parsed (torch-mlir names blobs by shape, e.g. `torch_tensor_4_torch.float32`), the
+    parser renames the new handle to `<key>_0` but stores its data under the old key, so the new
+    handle has no data (and the first module's blob is overwritten).
+    """
+    storage = Builtin.get_interface(OpAsmDialectInterface)
+    for op in module.walk():
+        for attr in (*op.properties.values(), *op.attributes.values()):
+            if isinstance(attr, DenseResourceAttr):
+                key = attr.resource_handle.data
+                if storage is None or not storage.lookup(key):
+                    raise LoweringError(
+                        f"dense_resource '{key}' has no data in xDSL (was another module with "
+                        "the same resource name parsed in this process?)"
+                    )
+
+
 def print_for_mlir_opt(module: ModuleOp, target: str | None = None) -> str:
     """`module` as text for `mlir-opt-22`: generic form plus the `dense_resource` blobs it uses.
 
@@ -322,6 +344,7 @@ def print_for_mlir_opt(module: ModuleOp, target: str | None = None) -> str:
         module = module.clone()
         module.attributes["llvm.target_triple"] = StringAttr(spec.triple)
         module.attributes["llvm.data_layout"] = StringAttr(spec.data_layout)
+    _check_resource_blobs(module)
     stream = StringIO()
     printer = _UpstreamPrinter(stream=stream, print_generic_format=True)
     printer.print_op(module)
@@ -360,12 +383,13 @@ def llvm_pipeline(opt_level: int = 3) -> str:
         "expand-strided-metadata",
         "lower-affine",
         *cleanup,
-        "convert-scf-to-cf",
-        # Everything to llvm.
-        "convert-vector-to-llvm",
+        # math: LLVM intrinsics where they exist, else libm calls (scalarised), else outlined.
         "convert-math-to-llvm",
         "convert-math-to-libm",
         "convert-math-to-funcs",
+        "convert-scf-to-cf",
+        # Everything to llvm.
+        "convert-vector-to-llvm",
         "arith-expand",
         "convert-arith-to-llvm",
         "convert-index-to-llvm",

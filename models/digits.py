@@ -33,7 +33,17 @@ from pconv_mlir.pruning import (
     retrain_masked,
 )
 
-__all__ = ["FULL", "QUICK", "DigitsCNN", "Schedule", "load_data", "main", "run"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "DigitsCNN",
+    "Schedule",
+    "accuracy",
+    "load_data",
+    "main",
+    "report",
+    "run",
+]
 
 
 class DigitsCNN(nn.Module):
@@ -74,8 +84,8 @@ class Schedule:
 
 FULL = Schedule(dense_epochs=30, admm_epochs=30, retrain_epochs=20)
 """The full run (the accuracy claim: pruned within 1 point of dense)."""
-QUICK = Schedule(dense_epochs=10, admm_epochs=10, retrain_epochs=6, rho=1e-2, rho_growth=1.6)
-"""A short run for tests and a first look."""
+QUICK = Schedule(dense_epochs=12, admm_epochs=12, retrain_epochs=10, rho=1e-2, rho_growth=1.5)
+"""A short run (about 10 s) for tests and a first look; rho starts higher and grows faster."""
 
 
 def load_data(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
@@ -89,9 +99,7 @@ def load_data(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[:, None]
     y = digits.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=0.25, stratify=y, random_state=seed
-    )
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, stratify=y, random_state=seed)
     return (
         TensorDataset(torch.from_numpy(x_tr), torch.from_numpy(y_tr)),
         TensorDataset(torch.from_numpy(x_te), torch.from_numpy(y_te)),
@@ -249,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pconv_mlir.models.digits", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--quick", action="store_true", help="short schedule (a few seconds)")
+    parser.add_argument("--quick", action="store_true", help="short schedule (about 10 s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, init and shuffle")
     parser.add_argument("--verbose", action="store_true", help="print per-epoch ADMM progress")
     args = parser.parse_args(argv)

@@ -9,4 +9,18 @@ from xdsl.passes import ModulePass
 
 def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     """Pass name -> factory returning the pass class."""
-    return {}
+
+    def get_fkr() -> type[ModulePass]:
+        from pconv_mlir.passes.pconv_fkr import PconvFkrPass
+
+        return PconvFkrPass
+
+    def get_fkw_pack() -> type[ModulePass]:
+        from pconv_mlir.passes.pconv_fkw_pack import PconvFkwPackPass
+
+        return PconvFkwPackPass
+
+    return {
+        "pconv-fkr": get_fkr,
+        "pconv-fkw-pack": get_fkw_pack,
+    }

@@ -12,6 +12,7 @@ import numpy as np
 from xdsl.builder import ImplicitBuilder
 from xdsl.dialects import arith, func
 from xdsl.dialects.builtin import (
+    BytesAttr,
     DenseIntOrFPElementsAttr,
     Float32Type,
     IntegerType,
@@ -48,13 +49,18 @@ def random_pattern_layer(
     return patterns, ids, weight
 
 
+def dense_attr(array: np.ndarray) -> DenseIntOrFPElementsAttr:
+    """A dense elements attribute holding `array`: f32 for floats, i32 for integers."""
+    if np.issubdtype(array.dtype, np.floating):
+        element, data = f32, np.ascontiguousarray(array, dtype="<f4")
+    else:
+        element, data = i32, np.ascontiguousarray(array, dtype="<i4")
+    return DenseIntOrFPElementsAttr(TensorType(element, array.shape), BytesAttr(data.tobytes()))
+
+
 def dense_constant(array: np.ndarray) -> arith.ConstantOp:
-    """An `arith.constant` tensor holding `array` (f32 or i32)."""
-    element = f32 if array.dtype == np.float32 else i32
-    values = array.astype(np.float32 if element == f32 else np.int32).ravel().tolist()
-    return arith.ConstantOp(
-        DenseIntOrFPElementsAttr.from_list(TensorType(element, array.shape), values)
-    )
+    """An `arith.constant` tensor holding `array` (f32 for floats, i32 for integers)."""
+    return arith.ConstantOp(dense_attr(array))
 
 
 def conv2d_op(
@@ -73,9 +79,7 @@ def conv2d_op(
     f = weight.type.get_shape()[0]
     oh = conv_output_size(h, strides[0], padding[0], dilation[0])
     ow = conv_output_size(w, strides[1], padding[1], dilation[1])
-    ids_attr = DenseIntOrFPElementsAttr.from_list(
-        TensorType(i32, ids.shape), np.asarray(ids, dtype=np.int64).ravel().tolist()
-    )
+    ids_attr = dense_attr(np.asarray(ids, dtype=np.int32))
     return Conv2dOp(
         x,
         weight,

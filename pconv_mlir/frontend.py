@@ -51,6 +51,7 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     Signedness,
     TensorType,
+    UnregisteredOp,
 )
 from xdsl.ir import Attribute, Dialect
 from xdsl.parser import Parser
@@ -408,6 +409,51 @@ def _fast_literal_hooks() -> Any:
     return FastLiteralHooks()
 
 
+_GENERALIZE = """
+module attributes {{transform.with_named_sequence}} {{
+  transform.named_sequence @__transform_main(%root: !transform.any_op {{transform.readonly}}) {{
+    %ops = transform.structured.match ops{{{names}}} in %root
+      : (!transform.any_op) -> !transform.any_op
+    %generic = transform.structured.generalize %ops : (!transform.any_op) -> !transform.any_op
+    transform.yield
+  }}
+}}
+"""
+
+
+def _generalize_unknown_linalg_ops(mlir_module: Any, ctx: Context) -> list[str]:
+    """Rewrite, in MLIR, the linalg named ops that `ctx` does not define into `linalg.generic`.
+
+    xDSL 0.74 has no `linalg.depthwise_conv_2d_nchw_chw` (MobileNet-V2's depthwise layers),
+    among others. Upstream's `transform.structured.generalize` gives the equivalent generic op,
+    which every xDSL tool understands. Returns the names of the ops rewritten.
+    """
+    from torch_mlir import ir
+    from torch_mlir.dialects.transform import interpreter
+
+    names: set[str] = set()
+
+    def collect(op: Any) -> Any:
+        names.add(op.name)
+        return ir.WalkResult.ADVANCE
+
+    mlir_module.operation.walk(collect)
+    unknown = []
+    for name in sorted(n for n in names if n.startswith("linalg.")):
+        op_type = ctx.get_optional_op(name)
+        if op_type is None or issubclass(op_type, UnregisteredOp):
+            unknown.append(name)
+    if unknown:
+        with mlir_module.context:
+            script = ir.Module.parse(
+                _GENERALIZE.format(names="[" + ", ".join(f'"{n}"' for n in unknown) + "]")
+            )
+            interpreter.apply_named_sequence(
+                mlir_module.operation, script.body.operations[0], script
+            )
+    return unknown
+
+
 def _one_sentence(error: BaseException) -> str:
     """The most telling line of a torch / torch-mlir / xDSL error message."""
     if isinstance(error, ParseError):
@@ -431,10 +477,11 @@ def import_torch(
     for the shapes of `example_input`; its training mode is restored afterwards. Weights become
     `arith.constant dense_resource<...>` whose data is stored in `ctx` (default:
     `default_context()`); read them with `constant_array(ctx, attr)`, print the module with
-    `print_module(module, ctx)`. Raises `FrontendError` if torch or torch-mlir cannot export the
-    model or xDSL cannot parse the result.
+    `print_module(module, ctx)`. linalg named ops that `ctx` does not define (in xDSL 0.74:
+    `linalg.depthwise_conv_2d_nchw_chw`) arrive as the equivalent `linalg.generic`. Raises
+    `FrontendError` if torch or torch-mlir cannot export the model or xDSL cannot parse the
+    result.
     """
-    import torch
     from torch_mlir import fx
 
     ctx = default_context() if ctx is None else ctx
@@ -455,11 +502,15 @@ def import_torch(
         ) from None
     finally:
         model.train(was_training)
+    generalized = _generalize_unknown_linalg_ops(mlir_module, ctx)
     # The generic form: xDSL cannot parse the custom syntax of some LLVM-22-era ops.
     text = mlir_module.operation.get_asm(print_generic_op_form=True)
     del mlir_module, hooks
     try:
         module = parse_module(text, ctx)
+        if generalized:  # a note `transform.structured.generalize` leaves on its results
+            for op in module.walk():
+                op.attributes.pop("linalg.memoized_indexing_maps", None)
         module.verify()
     except (ParseError, VerifyException) as e:
         raise FrontendError(

@@ -1,18 +1,18 @@
 """The digits example, on its short schedule: accuracy kept and the result pattern-sparse.
 
 The full run (``python -m pconv_mlir.models.digits``) claims the pruned accuracy within 1 point of
-the dense one. This test runs the QUICK schedule (about a third of the epochs, a few seconds) and
+the dense one. This test runs the QUICK schedule (under half the epochs, about 10 s) and
 allows 2 points, i.e. 9 of the 450 test images, against a dense accuracy that must itself be at
-least 95%; hard pruning without retraining loses more than that on this schedule, so the bound
-checks that ADMM and masked retraining do their job.
+least 95%. Hard pruning alone loses about 3 points on this schedule (seed 0), so the bound checks
+that masked retraining recovers the accuracy; seeds 0-4 land within 1 point.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from pconv_mlir.models.digits import QUICK, DigitsCNN, report, run
+
 from pconv_mlir.pruning import kept_kernel_count, pattern_ids, prunable_convs
 
 QUICK_TOLERANCE = 2.0

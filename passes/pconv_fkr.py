@@ -1,0 +1,124 @@
+"""pconv-fkr: filter kernel reordering (PatDNN, section 5.2).
+
+Orders the filters of every `pconv.conv2d` so that filters computed together do the same work:
+filters are sorted by length (kept kernels, longest first) and then by pattern mix (how many
+kernels of each pattern), so filters with the same pattern sequence sit side by side; the
+sorted filters are cut into groups of `group_size`. The order and the groups are recorded on
+the op (`filter_order`, `filter_groups`); the computation is unchanged, and `pconv-fkw-pack`
+then stores the filters in that order, each filter's kernels grouped in one run per pattern.
+
+Options: `group_size` (filters per group, default 4), `report` (print the load imbalance of
+each conv before and after to stderr).
+
+Load imbalance of a grouping = (sum over groups of group size x longest filter in the group)
+/ (total kept kernels): the work a group does when its filters advance in lock-step (vector
+lanes or threads), over the useful work. 1.0 is perfectly balanced.
+
+    %y = pconv.conv2d %x, %w patterns <...> kernel_patterns dense<...> ...
+  becomes
+    %y = pconv.conv2d %x, %w patterns <...> kernel_patterns dense<...> ...
+           filter_order [3, 0, 2, 1] filter_groups [0, 2, 4]
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+from pconv_mlir.diagnostics import op_location
+from pconv_mlir.dialects.pconv import Conv2dOp
+
+
+def filter_order(ids: np.ndarray, patterns: int) -> list[int]:
+    """Filters sorted by length (longest first), then pattern mix, then original index."""
+    lengths = (ids >= 0).sum(axis=1)
+    histogram = np.stack([(ids == p).sum(axis=1) for p in range(patterns)], axis=1)
+    return sorted(
+        range(ids.shape[0]),
+        key=lambda f: (-int(lengths[f]), tuple(-int(h) for h in histogram[f]), f),
+    )
+
+
+def group_bounds(filters: int, group_size: int) -> list[int]:
+    """Boundaries of consecutive groups of `group_size` filters (the last may be shorter)."""
+    return [*range(0, filters, group_size), filters]
+
+
+def load_imbalance(ids: np.ndarray, order: list[int], bounds: list[int]) -> float:
+    """Lock-step work over useful work for filters `order` cut at `bounds` (1.0 is ideal)."""
+    lengths = (ids >= 0).sum(axis=1)[order]
+    useful = int(lengths.sum())
+    if useful == 0:
+        return 1.0
+    done = sum(int(lengths[a:b].max()) * (b - a) for a, b in zip(bounds, bounds[1:]))
+    return done / useful
+
+
+@dataclass
+class _ReorderFilters(RewritePattern):
+    group_size: int
+    report: bool
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: Conv2dOp, rewriter: PatternRewriter) -> None:
+        if op.filter_order is not None:
+            return
+        ids = op.pattern_ids()
+        filters = ids.shape[0]
+        order = filter_order(ids, len(op.patterns))
+        bounds = group_bounds(filters, self.group_size)
+        if self.report:
+            before = load_imbalance(ids, list(range(filters)), bounds)
+            after = load_imbalance(ids, order, bounds)
+            print(
+                f"{op_location(op)}: pconv-fkr: {filters} filters in {len(bounds) - 1} groups "
+                f"of {self.group_size}, load imbalance {before:.3f} -> {after:.3f}",
+                file=sys.stderr,
+            )
+        reordered = Conv2dOp(
+            op.input,
+            op.weight,
+            op.bias,
+            op.result.type,
+            op.patterns,
+            op.kernel_patterns,
+            tuple(op.strides.get_values()),
+            tuple(op.padding.get_values()),
+            tuple(op.dilation.get_values()),
+            op.relu is not None,
+            filter_order=order,
+            filter_groups=bounds,
+        )
+        reordered.location = op.location
+        rewriter.replace_op(op, reordered)
+
+
+@dataclass(frozen=True)
+class PconvFkrPass(ModulePass):
+    """Filter kernel reordering: groups filters of similar length and pattern mix.
+
+    See the module docstring for the algorithm and the load-imbalance figure.
+    """
+
+    name = "pconv-fkr"
+
+    group_size: int = 4
+    report: bool = False
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.group_size < 1:
+            raise ValueError(f"group_size = {self.group_size} must be at least 1")
+        PatternRewriteWalker(
+            _ReorderFilters(self.group_size, self.report), apply_recursively=False
+        ).rewrite_module(op)
