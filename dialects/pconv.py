@@ -17,6 +17,7 @@ Taps of a 3x3 kernel are numbered row-major, `tap = 3 * row + col`, so the centr
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from typing import ClassVar
 
 import numpy as np
@@ -349,8 +350,11 @@ def _verify_grouping(op: Conv2dOp | FkwConv2dOp, filters: int, order_required: b
         raise VerifyException("filter_groups needs a filter_order")
     if groups is not None:
         bounds = [int(v) for v in groups.get_values()]
-        if len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != filters or any(
-            b <= a for a, b in zip(bounds, bounds[1:])
+        if (
+            len(bounds) < 2
+            or bounds[0] != 0
+            or bounds[-1] != filters
+            or any(b <= a for a, b in pairwise(bounds))
         ):
             raise VerifyException(
                 f"filter_groups {bounds} must rise strictly from 0 to the {filters} filters"

@@ -38,11 +38,11 @@ class LLVMIRTarget(Target):
     opt_level: int = 3
 
     def emit(self, ctx: Context, module: ModuleOp, output: IO[str]) -> None:
-        from pconv_mlir.lowering.llvm import lower_to_llvm_ir
+        from pconv_mlir.lowering import llvm
         from pconv_mlir.toolchain import ToolNotFoundError
 
         try:
-            text = lower_to_llvm_ir(module, target=self.target, opt_level=self.opt_level)
+            text = llvm.lower_to_llvm_ir(module, target=self.target, opt_level=self.opt_level)
         except ToolNotFoundError as e:
             raise DiagnosticException(str(e)) from None
         output.write(text)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from xdsl.context import Context
@@ -61,7 +62,7 @@ def load_imbalance(ids: np.ndarray, order: list[int], bounds: list[int]) -> floa
     useful = int(lengths.sum())
     if useful == 0:
         return 1.0
-    done = sum(int(lengths[a:b].max()) * (b - a) for a, b in zip(bounds, bounds[1:]))
+    done = sum(int(lengths[a:b].max()) * (b - a) for a, b in pairwise(bounds))
     return done / useful
 
 
@@ -101,7 +102,7 @@ class _ReorderFilters(RewritePattern):
             filter_groups=bounds,
         )
         reordered.location = op.location
-        rewriter.replace_op(op, reordered)
+        rewriter.replace(op, reordered)
 
 
 @dataclass(frozen=True)

@@ -107,11 +107,13 @@ class _PackWeights(RewritePattern):
             op.relu is not None,
             filter_groups=groups,
         )
-        for name, constant in zip(("offset", "reorder", "index", "stride", "weight"), constants):
+        for name, constant in zip(
+            ("offset", "reorder", "index", "stride", "weight"), constants, strict=True
+        ):
             constant.result.name_hint = name
         packed.location = op.location
         dense_weight = op.weight.owner
-        rewriter.replace_op(op, [*constants, packed], [packed.result])
+        rewriter.replace(op, [*constants, packed], [packed.result])
         if isinstance(dense_weight, ConstantOp) and not dense_weight.result.uses:
             rewriter.erase(dense_weight)
 

@@ -642,27 +642,36 @@ def _instructions(lines: Sequence[str], comment: str) -> list[str]:
 def _innermost_loops(lines: Sequence[str]) -> dict[str, list[str]]:
     """Innermost loops in clang's verbose assembly: loop header name -> the lines of its blocks.
 
-    clang marks the header of an innermost loop with `=>This Inner Loop Header`, and every other
-    block of a loop with `in Loop: Header=BBx_y`, naming the innermost loop that holds it.
+    clang comments the header of an innermost loop with `=> This Inner Loop Header`, and every
+    other block in a loop with `in Loop: Header=BBx_y`, naming the innermost loop holding it. The
+    comment is on the block's label line or on the comment-only lines right after it.
     """
-    blocks: list[tuple[str | None, list[str]]] = []
-    innermost: set[str] = set()
+    blocks: list[tuple[list[str], list[str]]] = []  # (label and leading comment lines, body)
     for line in lines:
-        label = re.match(r"^\.L(BB\w+):", line)
-        if label or re.match(r"^\s*(//|#) %bb\.\d+:", line):
-            header = None
-            if label and "=>This Inner Loop Header" in line:
-                header = label.group(1)
-                innermost.add(header)
-            elif member := re.search(r"in Loop: Header=(BB\w+)", line):
-                header = member.group(1)
-            blocks.append((header, []))
+        if re.match(r"^\.LBB\w+:", line) or re.match(r"^\s*(//|#) %bb\.\d+:", line):
+            blocks.append(([line], []))
         elif blocks:
-            blocks[-1][1].append(line)
+            head, body = blocks[-1]
+            if not body and re.match(r"^\s*(//|#)", line):
+                head.append(line)
+            else:
+                body.append(line)
+    membership: list[tuple[str | None, list[str]]] = []
+    innermost: set[str] = set()
+    for head, body in blocks:
+        comment = " ".join(head)
+        label = re.match(r"^\.L(BB\w+):", head[0])
+        header = None
+        if label and re.search(r"=>\s*This Inner Loop Header", comment):
+            header = label.group(1)
+            innermost.add(header)
+        elif member := re.search(r"in Loop: Header=(BB\w+)", comment):
+            header = member.group(1)
+        membership.append((header, body))
     loops: dict[str, list[str]] = {}
-    for header, block_lines in blocks:
+    for header, body in membership:
         if header in innermost:
-            loops.setdefault(header, []).extend(block_lines)
+            loops.setdefault(header, []).extend(body)
     return loops
 
 

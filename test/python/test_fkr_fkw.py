@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -68,7 +70,7 @@ def test_fkr_order_groups_equal_filters_and_never_worsens_balance():
         order = filter_order(ids, int(k))
         assert sorted(order) == list(range(f))
         lengths = (ids >= 0).sum(axis=1)[order]
-        assert all(a >= b for a, b in zip(lengths, lengths[1:]))
+        assert all(a >= b for a, b in pairwise(lengths))
         for g in (1, 2, 4, 8):
             bounds = group_bounds(int(f), g)
             assert (

@@ -20,8 +20,7 @@ from xdsl.parser import Parser
 from xdsl.utils.arg_spec import parse_spec
 
 from pconv_mlir import runtime, toolchain
-from pconv_mlir.lowering import llvm
-from pconv_mlir.lowering.targets import LLVMIRTarget, get_targets
+from pconv_mlir.lowering import llvm, targets
 from pconv_mlir.toolchain import ToolNotFoundError, tool_available
 
 needs_mlir = pytest.mark.skipif(
@@ -422,9 +421,9 @@ def test_signatures() -> None:
 
 @needs_mlir
 def test_llvm_target_class() -> None:
-    factory = get_targets()["llvm"]
+    factory = targets.get_targets()["llvm"]
     target = factory().from_spec(parse_spec("llvm{target=aarch64 opt_level=0}"))
-    assert target == LLVMIRTarget(target="aarch64", opt_level=0)
+    assert target == targets.LLVMIRTarget(target="aarch64", opt_level=0)
     out = StringIO()
     target.emit(Context(), parse(SAXPY), out)
     assert "aarch64-unknown-linux-gnu" in out.getvalue()
