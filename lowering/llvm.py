@@ -390,7 +390,6 @@ def llvm_pipeline(opt_level: int = 3) -> str:
         "convert-scf-to-cf",
         # Everything to llvm.
         "convert-vector-to-llvm",
-        "arith-expand",
         "convert-arith-to-llvm",
         "convert-index-to-llvm",
         "finalize-memref-to-llvm",
@@ -426,6 +425,7 @@ def translate_to_llvm_ir(llvm_dialect_text: str) -> str:
 
 
 def _prepare(module: ModuleOp, target: str) -> str:
+    resolve_target(target)
     try:
         module.verify()
     except DiagnosticException as e:

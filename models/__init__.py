@@ -15,7 +15,7 @@ random and deterministic under `torch.manual_seed`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -23,9 +23,6 @@ from torch import nn
 from .mobilenet import mobilenet_v2
 from .resnet import resnet18, resnet50
 from .vgg import vgg16
-
-if TYPE_CHECKING:
-    from .digits import DigitsCNN
 
 # DigitsCNN is importable by name but not listed here, so `import *` works without digits.py.
 __all__ = [
@@ -74,20 +71,22 @@ def conv3x3_layers(name: str, input_size: int = 224) -> list[ConvLayer]:
         model = MODELS[name](input_size=input_size)
         x = torch.empty(1, 3, input_size, input_size)
     layers: list[ConvLayer] = []
-    handles = []
-    for path, module in model.named_modules():
-        if (
-            isinstance(module, nn.Conv2d)
-            and module.kernel_size == (3, 3)
-            and module.groups == 1
-            and module.dilation == (1, 1)
-        ):
 
-            def hook(m: nn.Conv2d, args: tuple[torch.Tensor, ...], _: Any, path: str = path) -> None:
-                _, c, h, w = args[0].shape
-                layers.append(ConvLayer(path, c, m.out_channels, h, w, m.stride[0]))
+    def recorder(path: str) -> Callable[..., None]:
+        def record(conv: nn.Conv2d, args: tuple[torch.Tensor, ...], _: torch.Tensor) -> None:
+            _, c, h, w = args[0].shape
+            layers.append(ConvLayer(path, c, conv.out_channels, h, w, conv.stride[0]))
 
-            handles.append(module.register_forward_hook(hook))
+        return record
+
+    handles = [
+        module.register_forward_hook(recorder(path))
+        for path, module in model.named_modules()
+        if isinstance(module, nn.Conv2d)
+        and module.kernel_size == (3, 3)
+        and module.groups == 1
+        and module.dilation == (1, 1)
+    ]
     with torch.no_grad():
         model.eval()(x)
     for handle in handles:

@@ -1,6 +1,7 @@
 """MobileNet-V2 in plain torch (no torchvision), for ImageNet or CIFAR-10.
 
-    >>> mobilenet_v2(num_classes=10, input_size=32)(torch.zeros(2, 3, 32, 32)).shape  # doctest: +SKIP
+    >>> model = mobilenet_v2(num_classes=10, input_size=32)
+    >>> model(torch.zeros(2, 3, 32, 32)).shape  # doctest: +SKIP
     torch.Size([2, 10])
 
 At `input_size=224` the layers have the shapes of `torchvision.models.mobilenet_v2` (width 1.0):

@@ -20,7 +20,13 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return PconvFkwPackPass
 
+    def get_from_linalg() -> type[ModulePass]:
+        from pconv_mlir.passes.pconv_from_linalg import PconvFromLinalgPass
+
+        return PconvFromLinalgPass
+
     return {
+        "pconv-from-linalg": get_from_linalg,
         "pconv-fkr": get_fkr,
         "pconv-fkw-pack": get_fkw_pack,
     }

@@ -50,12 +50,19 @@ def random_pattern_layer(
 
 
 def dense_attr(array: np.ndarray) -> DenseIntOrFPElementsAttr:
-    """A dense elements attribute holding `array`: f32 for floats, i32 for integers."""
+    """A dense elements attribute holding `array`: f32 for floats, i8 for int8, else i32."""
     if np.issubdtype(array.dtype, np.floating):
         element, data = f32, np.ascontiguousarray(array, dtype="<f4")
+    elif array.dtype == np.int8:
+        element, data = IntegerType(8), np.ascontiguousarray(array)
     else:
         element, data = i32, np.ascontiguousarray(array, dtype="<i4")
     return DenseIntOrFPElementsAttr(TensorType(element, array.shape), BytesAttr(data.tobytes()))
+
+
+def pattern_ids_attr(ids: np.ndarray) -> DenseIntOrFPElementsAttr:
+    """Per-kernel pattern ids [F, C] as `kernel_patterns` (i8: a set has at most 56 patterns)."""
+    return dense_attr(np.asarray(ids, dtype=np.int8))
 
 
 def dense_constant(array: np.ndarray) -> arith.ConstantOp:
@@ -79,7 +86,7 @@ def conv2d_op(
     f = weight.type.get_shape()[0]
     oh = conv_output_size(h, strides[0], padding[0], dilation[0])
     ow = conv_output_size(w, strides[1], padding[1], dilation[1])
-    ids_attr = dense_attr(np.asarray(ids, dtype=np.int32))
+    ids_attr = pattern_ids_attr(ids)
     return Conv2dOp(
         x,
         weight,

@@ -28,9 +28,12 @@ data of a re-parsed key).
 from __future__ import annotations
 
 import io
+import logging
 import re
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr
 from functools import cache
 from math import prod
 from typing import TYPE_CHECKING, Any
@@ -179,15 +182,6 @@ def _split_resources(text: str) -> tuple[str, dict[str, str]]:
     return text[: start.start()], resources
 
 
-def _fresh_key(key: str, taken: Callable[[str], bool]) -> str:
-    if not taken(key):
-        return key
-    counter = 0
-    while taken(f"{key}_{counter}"):
-        counter += 1
-    return f"{key}_{counter}"
-
-
 def parse_module(text: str, ctx: Context | None = None) -> ModuleOp:
     """Parse MLIR text, including a `{-# dialect_resources ... #-}` section, into `ctx`.
 
@@ -200,15 +194,15 @@ def parse_module(text: str, ctx: Context | None = None) -> ModuleOp:
     body, resources = _split_resources(text)
 
     renamed: dict[str, str] = {}
+    taken = set(resources)
     for key in resources:
-        new = _fresh_key(
-            key,
-            lambda k: storage.lookup(k) is not None
-            or (k != key and k in resources)
-            or k in renamed.values(),
-        )
-        if new != key:
-            renamed[key] = new
+        if storage.lookup(key) is None:
+            continue
+        counter = 0
+        while (new := f"{key}_{counter}") in taken or storage.lookup(new) is not None:
+            counter += 1
+        taken.add(new)
+        renamed[key] = new
     if renamed:
         body = _RESOURCE_REF.sub(
             lambda m: f"dense_resource<{renamed.get(m.group(1), m.group(1))}>", body
@@ -454,15 +448,83 @@ def _generalize_unknown_linalg_ops(mlir_module: Any, ctx: Context) -> list[str]:
     return unknown
 
 
-def _one_sentence(error: BaseException) -> str:
-    """The most telling line of a torch / torch-mlir / xDSL error message."""
+_USER_FRAME = re.compile(r'File "([^"]+)", line (\d+), in ')
+
+
+def _one_sentence(error: BaseException, diagnostics: list[str] | None = None) -> str:
+    """The telling line of a torch / torch-mlir / xDSL error, with the user's source line."""
     if isinstance(error, ParseError):
         return error.msg
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if "error:" in line:
-            return line[line.index("error:") + len("error:") :].strip()
-    return lines[0] if lines else type(error).__name__
+    if diagnostics:  # MLIR's own diagnostics, when a torch-mlir lowering pass failed
+        return diagnostics[0]
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    sentence = " ".join(lines[0].split()) if lines else type(error).__name__
+    frames = _USER_FRAME.findall(text)
+    if frames:
+        sentence += f" (at {frames[-1][0]}:{frames[-1][1]})"
+    return sentence
+
+
+@contextmanager
+def _quiet_torch() -> Iterator[None]:
+    """Hold back torch's log output and stderr while exporting; replay stderr on success.
+
+    A failed export otherwise floods stderr with partial graphs and logged tracebacks; the
+    `FrontendError` says what went wrong and keeps the original exception.
+    """
+    torch_logger = logging.getLogger("torch")
+    level = torch_logger.level
+    torch_logger.setLevel(logging.CRITICAL + 1)
+    held = io.StringIO()
+    try:
+        with warnings.catch_warnings(), redirect_stderr(held):
+            warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
+            yield
+    finally:
+        torch_logger.setLevel(level)
+    sys.stderr.write(held.getvalue())  # only reached when the export succeeded
+
+
+def _export(model: torch.nn.Module, args: tuple[Any, ...]) -> Any:
+    """torch-mlir's `fx.export_and_import` to linalg-on-tensors, as an MLIR module.
+
+    It runs in an MLIR context of our own whose diagnostic handler keeps the errors of failing
+    lowering passes (MLIR would print them to stderr) for the `FrontendError`.
+    """
+    from torch_mlir import fx, ir
+    from torch_mlir.dialects import torch as torch_dialect
+    from torch_mlir.extras.fx_importer import FxImporter
+
+    diagnostics: list[str] = []
+
+    def keep(diagnostic: Any) -> bool:
+        if diagnostic.severity == ir.DiagnosticSeverity.ERROR:
+            diagnostics.append(str(diagnostic.message))
+        return True
+
+    context = ir.Context()
+    torch_dialect.register_dialect(context)
+    handler = context.attach_diagnostic_handler(keep)
+    hooks = _fast_literal_hooks()
+    importer = FxImporter(context=context, hooks=hooks)
+    was_training = model.training
+    model.eval()
+    try:
+        with _quiet_torch():
+            module = fx.export_and_import(
+                model, *args, output_type="linalg-on-tensors", fx_importer=importer
+            )
+    except Exception as e:
+        raise FrontendError(
+            f"torch-mlir cannot export {type(model).__name__} to linalg-on-tensors: "
+            + _one_sentence(e, diagnostics),
+            e,
+        ) from None
+    finally:
+        model.train(was_training)
+        handler.detach()
+    return module
 
 
 def import_torch(
@@ -482,30 +544,15 @@ def import_torch(
     `FrontendError` if torch or torch-mlir cannot export the model or xDSL cannot parse the
     result.
     """
-    from torch_mlir import fx
-
     ctx = default_context() if ctx is None else ctx
-    args = example_input if isinstance(example_input, tuple) else (example_input,)
     name = type(model).__name__
-    hooks = _fast_literal_hooks()
-    was_training = model.training
-    model.eval()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
-            mlir_module = fx.export_and_import(
-                model, *args, output_type="linalg-on-tensors", hooks=hooks
-            )
-    except Exception as e:
-        raise FrontendError(
-            f"torch-mlir cannot export {name} to linalg-on-tensors: {_one_sentence(e)}", e
-        ) from None
-    finally:
-        model.train(was_training)
+    mlir_module = _export(
+        model, example_input if isinstance(example_input, tuple) else (example_input,)
+    )
     generalized = _generalize_unknown_linalg_ops(mlir_module, ctx)
     # The generic form: xDSL cannot parse the custom syntax of some LLVM-22-era ops.
     text = mlir_module.operation.get_asm(print_generic_op_form=True)
-    del mlir_module, hooks
+    del mlir_module
     try:
         module = parse_module(text, ctx)
         if generalized:  # a note `transform.structured.generalize` leaves on its results
@@ -517,4 +564,3 @@ def import_torch(
             f"xDSL cannot read torch-mlir's output for {name}: {_one_sentence(e)}", e
         ) from None
     return module
-

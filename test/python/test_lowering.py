@@ -7,11 +7,13 @@ each test costs about one mlir-opt + clang run (~1 s).
 from __future__ import annotations
 
 import math
+import platform
 from functools import cache
 from io import StringIO
 
 import numpy as np
 import pytest
+from conftest import need_tool  # test/conftest.py
 from numpy.lib.stride_tricks import sliding_window_view
 from xdsl.context import Context
 from xdsl.dialects import get_all_dialects
@@ -21,23 +23,16 @@ from xdsl.utils.arg_spec import parse_spec
 
 from pconv_mlir import runtime, toolchain
 from pconv_mlir.lowering import llvm, targets
-from pconv_mlir.toolchain import ToolNotFoundError, tool_available
+from pconv_mlir.toolchain import ToolNotFoundError
 
-needs_mlir = pytest.mark.skipif(
-    not (tool_available("mlir-opt") and tool_available("mlir-translate")),
-    reason="mlir-opt-22 / mlir-translate-22 not installed",
-)
-needs_clang = pytest.mark.skipif(not tool_available("clang"), reason="clang-22 not installed")
+TARGETS = ["host", "aarch64"]
 
-TARGETS = [
-    "host",
-    pytest.param(
-        "aarch64",
-        marks=pytest.mark.skipif(
-            not tool_available("qemu-aarch64"), reason="qemu-aarch64 not installed"
-        ),
-    ),
-]
+
+def need(*names: str) -> None:
+    """Skip the test unless every tool in `names` is installed (fail under PCONV_REQUIRE_TOOLS)."""
+    for name in names:
+        need_tool(name)
+
 
 RNG = np.random.default_rng(0)
 
@@ -277,6 +272,9 @@ _RUNNERS: dict[tuple[str, str], runtime.Runner] = {}
 @pytest.fixture(scope="module")
 def build():
     def get(program: str, target: str) -> runtime.Runner:
+        need("mlir-opt", "mlir-translate", "clang")
+        if target == "aarch64" and platform.machine() not in ("aarch64", "arm64"):
+            need("qemu-aarch64")
         key = (program, target)
         if key not in _RUNNERS:
             _RUNNERS[key] = runtime.build_runner(parse(program), target=target)
@@ -293,8 +291,6 @@ def build():
 # ------------------------------------------------------------------------------------------------
 
 
-@needs_mlir
-@needs_clang
 @pytest.mark.parametrize("target", TARGETS)
 def test_vector_saxpy_with_tail(build, target: str) -> None:
     runner = build(SAXPY, target)
@@ -305,8 +301,6 @@ def test_vector_saxpy_with_tail(build, target: str) -> None:
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
 
 
-@needs_mlir
-@needs_clang
 @pytest.mark.parametrize("target", TARGETS)
 def test_scalar_arguments_and_result(build, target: str) -> None:
     runner = build(SAXPY, target)
@@ -317,8 +311,6 @@ def test_scalar_arguments_and_result(build, target: str) -> None:
     assert result == pytest.approx(float(x[:50].astype(np.float64) @ y[:50]), rel=1e-5)
 
 
-@needs_mlir
-@needs_clang
 @pytest.mark.parametrize("target", TARGETS)
 def test_direct_convolution_vector_and_tail(build, target: str) -> None:
     runner = build(DIRECT_CONV, target)
@@ -331,8 +323,6 @@ def test_direct_convolution_vector_and_tail(build, target: str) -> None:
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
-@needs_mlir
-@needs_clang
 @pytest.mark.parametrize("target", TARGETS)
 def test_math_functions(build, target: str) -> None:
     runner = build(MATH, target)
@@ -343,8 +333,6 @@ def test_math_functions(build, target: str) -> None:
     np.testing.assert_allclose(out, np.array(expected), rtol=1e-5, atol=1e-6)
 
 
-@needs_mlir
-@needs_clang
 @pytest.mark.parametrize("target", TARGETS)
 def test_linalg_on_tensors_network(build, target: str) -> None:
     runner = build(TENSOR_NET, target)
@@ -357,8 +345,6 @@ def test_linalg_on_tensors_network(build, target: str) -> None:
     np.testing.assert_allclose(out, tensor_net_reference(x), rtol=1e-4, atol=1e-4)
 
 
-@needs_mlir
-@needs_clang
 @pytest.mark.parametrize("target", TARGETS)
 def test_argument_checks(build, target: str) -> None:
     runner = build(SAXPY, target)
@@ -380,8 +366,8 @@ def test_argument_checks(build, target: str) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-@needs_mlir
 def test_llvm_ir_has_target_and_bare_pointer_abi() -> None:
+    need("mlir-opt", "mlir-translate")
     ir = llvm.lower_to_llvm_ir(parse(SAXPY), target="aarch64")
     assert 'target triple = "aarch64-unknown-linux-gnu"' in ir
     assert f'target datalayout = "{llvm.TARGETS["aarch64"].data_layout}"' in ir
@@ -390,16 +376,16 @@ def test_llvm_ir_has_target_and_bare_pointer_abi() -> None:
     assert "@llvm.fmuladd.v8f32" in ir
 
 
-@needs_mlir
 def test_tensor_results_become_out_params() -> None:
+    need("mlir-opt", "mlir-translate")
     ir = llvm.lower_to_llvm_ir(parse(TENSOR_NET), target="x86_64")
     assert "define void @main(ptr %0, ptr %1)" in ir
     assert 'target triple = "x86_64-pc-linux-gnu"' in ir
 
 
-@needs_clang
 @pytest.mark.parametrize("name", sorted(llvm.TARGETS))
 def test_target_table_matches_clang(name: str) -> None:
+    need("clang")
     spec = llvm.TARGETS[name]
     text = toolchain.run_tool(
         "clang", [f"--target={spec.triple}", "-S", "-emit-llvm", "-x", "c", "-", "-o", "-"], ""
@@ -419,8 +405,8 @@ def test_signatures() -> None:
     assert sigs["dot"].args[2] == llvm.ArgSpec("int64", None)
 
 
-@needs_mlir
 def test_llvm_target_class() -> None:
+    need("mlir-opt", "mlir-translate")
     factory = targets.get_targets()["llvm"]
     target = factory().from_spec(parse_spec("llvm{target=aarch64 opt_level=0}"))
     assert target == targets.LLVMIRTarget(target="aarch64", opt_level=0)
@@ -451,8 +437,8 @@ def test_unknown_target_is_rejected() -> None:
         llvm.lower_to_llvm_ir(parse(SAXPY), target="sparc")
 
 
-@needs_mlir
 def test_mlir_opt_failure_is_its_first_error_line() -> None:
+    need("mlir-opt", "mlir-translate")
     with pytest.raises(llvm.LoweringError) as info:
         llvm.run_mlir_opt('"func.func"() : () -> ()', "builtin.module(canonicalize)")
     message = str(info.value)
@@ -460,8 +446,8 @@ def test_mlir_opt_failure_is_its_first_error_line() -> None:
     assert "\n" not in message and info.value.details
 
 
-@needs_clang
 def test_clang_failure_is_its_first_error_line(tmp_path) -> None:
+    need("clang")
     with pytest.raises(runtime.CompileError) as info:
         runtime.compile_shared_library("define void @f( {", tmp_path / "f.so")
     assert str(info.value).startswith("clang failed: ") and "error" in str(info.value)
@@ -485,10 +471,8 @@ def test_missing_tool_is_named(monkeypatch) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-@needs_mlir
-@needs_clang
-@pytest.mark.skipif(not tool_available("llvm-mca"), reason="llvm-mca-22 not installed")
 def test_llvm_mca_cycles() -> None:
+    need("mlir-opt", "mlir-translate", "clang", "llvm-mca")
     ir = llvm.lower_to_llvm_ir(parse(DIRECT_CONV), target="aarch64")
     loop = runtime.llvm_mca_report(ir, function="conv3x3")
     whole = runtime.llvm_mca_report(ir, function="conv3x3", region="function")
@@ -499,3 +483,29 @@ def test_llvm_mca_cycles() -> None:
     # More work in the same loop shape costs more cycles.
     saxpy_ir = llvm.lower_to_llvm_ir(parse(SAXPY), target="aarch64")
     assert runtime.llvm_mca_cycles(saxpy_ir, function="dot") > 0
+
+
+CRASH = """
+func.func @crash(%x: memref<4xf32>) {
+  %far = arith.constant 1099511627776 : index
+  %v = arith.constant 1.0 : f32
+  memref.store %v, %x[%far] : memref<4xf32>
+  return
+}
+"""
+
+
+def test_crash_under_qemu_is_a_run_error(build) -> None:
+    need("qemu-aarch64")
+    runner = build(CRASH, "aarch64")
+    with pytest.raises(runtime.RunError, match=r"@crash under qemu failed: killed by SIGSEGV"):
+        runner.call("crash", np.zeros(4, np.float32))
+
+
+def test_aarch64_shared_object(tmp_path) -> None:
+    need("mlir-opt", "mlir-translate", "clang")
+    ir = llvm.lower_to_llvm_ir(parse(SAXPY), target="aarch64")
+    path = runtime.compile_shared_library(ir, tmp_path / "saxpy.so", target="aarch64")
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and header[16] == 3  # ET_DYN
+    assert int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
