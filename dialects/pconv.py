@@ -175,27 +175,25 @@ class PatternSetAttr(ParametrizedAttribute):
 
 @irdl_attr_definition
 class ScheduleAttr(ParametrizedAttribute):
-    """Loop-nest choices for one FKW convolution: chosen per layer by the tuner.
+    """The register tile of one FKW convolution: chosen per layer by the tuner.
 
-    `vector_width` lanes along the output row, `unroll_rows` output rows and `unroll_filters`
-    filters held in registers at once, `tile_channels` input channels per cache block. Omitted
-    keys take their defaults.
+    `vector_width` lanes along the output row, `unroll_rows` output rows and `unroll_cols`
+    vectors per row held in registers while a filter's kernels stream past. Omitted keys take
+    their defaults.
 
-        #pconv.schedule<vector_width = 8, unroll_rows = 4, unroll_filters = 2, tile_channels = 32>
+        #pconv.schedule<vector_width = 8, unroll_rows = 4, unroll_cols = 2>
     """
 
     name = "pconv.schedule"
 
     vector_width: IntAttr
     unroll_rows: IntAttr
-    unroll_filters: IntAttr
-    tile_channels: IntAttr
+    unroll_cols: IntAttr
 
     DEFAULTS: ClassVar[dict[str, int]] = {
         "vector_width": 8,
         "unroll_rows": 4,
-        "unroll_filters": 2,
-        "tile_channels": 32,
+        "unroll_cols": 2,
     }
 
     @staticmethod
@@ -497,7 +495,7 @@ class FkwConv2dOp(IRDLOperation):
 
         %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight, %b
                patterns <[[1, 3, 4, 5]], taps = 4> schedule <vector_width = 8, unroll_rows = 4,
-               unroll_filters = 2, tile_channels = 32> strides [1, 1] padding [1, 1]
+               unroll_cols = 2> strides [1, 1] padding [1, 1]
                dilation [1, 1] : (tensor<1x2x8x8xf32>, tensor<3xi32>, tensor<2xi32>,
                tensor<3xi32>, tensor<2x2xi32>, tensor<3x4xf32>, tensor<2xf32>)
                -> tensor<1x2x8x8xf32>

@@ -81,12 +81,20 @@ __all__ = [
 class LoweringError(DiagnosticException):
     """The module cannot be lowered: an unsupported op or type, or an upstream tool failed.
 
-    The message is one line. When a tool failed, `details` holds its whole stderr and `input_text`
-    the text it was given.
+    The message is one line. `op` is the offending op when there is one (for its location). When
+    a tool failed, `details` holds its whole stderr and `input_text` the text it was given.
     """
 
-    def __init__(self, message: str, *, details: str = "", input_text: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        op: Operation | None = None,
+        details: str = "",
+        input_text: str = "",
+    ) -> None:
         super().__init__(message)
+        self.op = op
         self.details = details
         self.input_text = input_text
 
@@ -216,6 +224,27 @@ def _buffer_spec(type_: MemRefType | TensorType, where: str, *, out: bool = Fals
     return ArgSpec(_dtype_of(type_.get_element_type(), where), shape, out)
 
 
+def _function_signature(op: func.FuncOp) -> FunctionSignature:
+    name = op.sym_name.data
+    args: list[ArgSpec] = []
+    for i, type_ in enumerate(op.function_type.inputs.data):
+        where = f"argument {i} of @{name}"
+        if isinstance(type_, MemRefType | TensorType):
+            args.append(_buffer_spec(type_, where))
+        else:
+            args.append(ArgSpec(_dtype_of(type_, where), None))
+    scalars: list[ArgSpec] = []
+    for i, type_ in enumerate(op.function_type.outputs.data):
+        where = f"result {i} of @{name}"
+        if isinstance(type_, MemRefType | TensorType):
+            args.append(_buffer_spec(type_, where, out=True))
+        else:
+            scalars.append(ArgSpec(_dtype_of(type_, where), None))
+    if len(scalars) > 1:
+        raise LoweringError(f"@{name} returns {len(scalars)} scalars; the C ABI allows at most one")
+    return FunctionSignature(name, tuple(args), scalars[0] if scalars else None)
+
+
 def function_signatures(module: ModuleOp) -> dict[str, FunctionSignature]:
     """The C signatures of the module's public functions with a body, by name.
 
@@ -228,26 +257,10 @@ def function_signatures(module: ModuleOp) -> dict[str, FunctionSignature]:
             continue
         if op.sym_visibility is not None and op.sym_visibility.data != "public":
             continue
-        name = op.sym_name.data
-        args: list[ArgSpec] = []
-        for i, type_ in enumerate(op.function_type.inputs.data):
-            where = f"argument {i} of @{name}"
-            if isinstance(type_, MemRefType | TensorType):
-                args.append(_buffer_spec(type_, where))
-            else:
-                args.append(ArgSpec(_dtype_of(type_, where), None))
-        scalars: list[ArgSpec] = []
-        for i, type_ in enumerate(op.function_type.outputs.data):
-            where = f"result {i} of @{name}"
-            if isinstance(type_, MemRefType | TensorType):
-                args.append(_buffer_spec(type_, where, out=True))
-            else:
-                scalars.append(ArgSpec(_dtype_of(type_, where), None))
-        if len(scalars) > 1:
-            raise LoweringError(
-                f"@{name} returns {len(scalars)} scalars; the C ABI allows at most one"
-            )
-        signatures[name] = FunctionSignature(name, tuple(args), scalars[0] if scalars else None)
+        try:
+            signatures[op.sym_name.data] = _function_signature(op)
+        except LoweringError as e:
+            raise LoweringError(str(e), op=op) from None
     return signatures
 
 
@@ -310,17 +323,18 @@ def check_upstream_only(module: ModuleOp) -> None:
         if op.dialect_name() not in UPSTREAM_DIALECTS:
             raise LoweringError(
                 f"'{op.name}' cannot be lowered to LLVM here: only upstream dialects "
-                f"({', '.join(sorted(UPSTREAM_DIALECTS))}) can; lower it first"
+                f"({', '.join(sorted(UPSTREAM_DIALECTS))}) can; lower it first",
+                op=op,
             )
 
 
 def _check_resource_blobs(module: ModuleOp) -> None:
     """Raise `LoweringError` for a `dense_resource` whose blob xDSL does not hold.
 
-    xDSL keeps blobs in one process-wide table keyed by name. When a second module with the same
-    key is parsed (torch-mlir names blobs by shape, e.g. `torch_tensor_4_torch.float32`), the
-    parser renames the new handle to `<key>_0` but stores its data under the old key, so the new
-    handle has no data (and the first module's blob is overwritten).
+    xDSL 0.74 keeps blobs in one process-wide table keyed by name. When a second module using a
+    name already in it is parsed (torch-mlir names blobs by shape, e.g.
+    `torch_tensor_4_torch.float32`), the parser renames the handle in the IR to `<name>_0` but
+    files the blob under yet another name (`<name>_1`), so the new module's handle has no data.
     """
     storage = Builtin.get_interface(OpAsmDialectInterface)
     for op in module.walk():
@@ -330,7 +344,8 @@ def _check_resource_blobs(module: ModuleOp) -> None:
                 if storage is None or not storage.lookup(key):
                     raise LoweringError(
                         f"dense_resource '{key}' has no data in xDSL (was another module with "
-                        "the same resource name parsed in this process?)"
+                        "the same resource name parsed in this process?)",
+                        op=op,
                     )
 
 

@@ -25,7 +25,13 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return PconvFromLinalgPass
 
+    def get_to_loops() -> type[ModulePass]:
+        from pconv_mlir.lowering.convert_pconv_to_loops import ConvertPconvToLoopsPass
+
+        return ConvertPconvToLoopsPass
+
     return {
+        "convert-pconv-to-loops": get_to_loops,
         "pconv-from-linalg": get_from_linalg,
         "pconv-fkr": get_fkr,
         "pconv-fkw-pack": get_fkw_pack,

@@ -10,7 +10,8 @@ pattern-sparse op:
 - `pattern_cnn.mlir`: conv 3->4 and conv 4->5, 3x3, padding 1, bias, ReLU, on a 1x3x6x6 input.
   Every 3x3 kernel is pattern-pruned: it keeps 4 taps, the centre (tap 4; taps are numbered
   row-major 0..8) and 3 neighbours, in one of the shapes of `PATTERNS`; some whole kernels are
-  zero. Weights inlined as `dense<...>` so that they can be read.
+  zero. Weights inlined as `dense<...>` (written as nested lists, one filter per line, where
+  xDSL would print a hex string) so that the pruned taps can be seen.
 - `pattern_cnn_resource.mlir`: the same module as torch-mlir emits it, weights as
   `dense_resource<...>` blobs in the `{-# dialect_resources #-}` section.
 - `conv_stride2.mlir`: one pattern-pruned 3x3 conv 4->6, stride 2, padding 0, no bias (so the
@@ -24,6 +25,7 @@ Weights are multiples of 1/8, so their decimal form is exact. Everything is dete
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -139,6 +141,31 @@ def inline_weights(ctx: Context, module: ModuleOp) -> None:
             rewriter.replace_op(op, arith.ConstantOp(dense))
 
 
+_HEX_F32 = re.compile(r'dense<"0x([0-9A-F]+)"> : tensor<([0-9x]+)xf32>')
+
+
+def _nested(values: np.ndarray, indent: str) -> str:
+    if values.ndim == 1:
+        return "[" + ", ".join(repr(float(v)) for v in values) + "]"
+    if values.ndim <= 3:  # a 3x3 kernel, or the kernels of one filter, on one line
+        return "[" + ", ".join(_nested(v, indent) for v in values) + "]"
+    inner = indent + "  "
+    rows = f",\n{inner}".join(_nested(v, inner) for v in values)
+    return f"[\n{inner}{rows}]"
+
+
+def readable_floats(text: str) -> str:
+    """Rewrite the hex form xDSL prints for f32 `dense` constants of over 100 elements as
+    nested lists, one filter per line, so that the pruned taps can be seen."""
+
+    def nested(match: re.Match[str]) -> str:
+        shape = tuple(int(d) for d in match.group(2).split("x"))
+        values = np.frombuffer(bytes.fromhex(match.group(1)), dtype="<f4").reshape(shape)
+        return f"dense<{_nested(values, '    ')}> : tensor<{match.group(2)}xf32>"
+
+    return _HEX_F32.sub(nested, text)
+
+
 def ids_comment(name: str, ids: np.ndarray) -> str:
     rows = "\n".join(f"//   filter {f}: {list(map(int, row))}" for f, row in enumerate(ids))
     return f"// {name} pattern ids per input channel (-1 = pruned kernel):\n{rows}\n"
@@ -164,7 +191,7 @@ def write(
         f"// Pattern set (3x3 taps kept, row-major 0..8): {patterns}\n"
         + "".join(ids_comment(k, v) for k, v in getattr(model, "pattern_ids", {}).items())
         + "\n"
-        + print_module(module, ctx)
+        + (readable_floats(print_module(module, ctx)) if inline else print_module(module, ctx))
     )
     path = INPUTS / name
     path.write_text(text)

@@ -1,0 +1,340 @@
+"""convert-pconv-to-loops: `pconv.fkw_conv2d` to scf/memref/arith/vector loops.
+
+One specialised loop per pattern: for each stored filter, the run of kernels with pattern p is
+an `scf.for` whose body has that pattern's tap offsets as constants, so no tap index is ever
+loaded at run time. Only a kernel's input channel (`index`) and its weights (`weight`) are read
+from the FKW arrays. Vectorised along the output row.
+
+The `#pconv.schedule` of the op picks the register tile: `unroll_rows` output rows x
+`unroll_cols` vectors of `vector_width` lanes, held in registers for one filter while its kernel
+runs stream past. Loop order: image, row tile, column tile, filter (stored order), pattern run,
+kernel: an input tile stays in cache across all filters.
+
+Generated code, in outline:
+
+    %xp = zero-padded copy of the input, columns split by stride phase, rows and columns
+          rounded up to whole tiles (so every load is in bounds and stride 2 loads contiguously)
+    for n, for oh0 (step R), for ow0 (step V*U), for i in filters:
+      acc[r][u] = broadcast(bias[reorder[i]])
+      for p in patterns:                                  // unrolled: one body per pattern
+        acc = scf.for k in stride[i, p] to stride[i, p + 1] iter_args(acc):
+          c = index[k]; w_t = broadcast(weight[k, t])
+          acc[r][u] = fma(load xp[n, c, (oh0 + r) * sh + dr_t * dh, phase_t, ow0 + u*V + dc_t], w_t, acc[r][u])
+      store max(acc, 0) (with relu) to out[n, reorder[i], oh0 + r, ow0 + u*V]
+
+Each (row, tap) gets its own `vector.load`; `pconv-lre` then removes the loads that several taps
+and rows share. Tiles past the output edge write to a scratch output that is copied back.
+The result is a tensor again (`bufferization.to_tensor`), so the rest of the program and the
+upstream bufferization see a value-semantics function.
+
+    %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight, %b ...
+  becomes
+    %xm = bufferization.to_buffer %x read_only ...
+    scf.for ... { scf.for ... { ... vector.fma ... } }
+    %y = bufferization.to_tensor %out restrict writable ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.builder import Builder, ImplicitBuilder
+from xdsl.context import Context
+from xdsl.dialects import arith, bufferization, linalg, memref, scf, vector
+from xdsl.dialects.builtin import (
+    Float32Type,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    MemRefType,
+    ModuleOp,
+    TensorType,
+    VectorType,
+)
+from xdsl.ir import Block, SSAValue
+from xdsl.rewriter import InsertPoint
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+from pconv_mlir.dialects.pconv import FkwConv2dOp, tap_offset
+
+f32 = Float32Type()
+index = IndexType()
+
+
+def _ceil_to(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Shapes of one convolution and of its padded, phase-split input buffer."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    f: int
+    oh: int
+    ow: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    dh: int
+    dw: int
+    rows: int  # R
+    vector: int  # V
+    cols: int  # U
+
+    @property
+    def oh_tiled(self) -> int:
+        return _ceil_to(self.oh, self.rows)
+
+    @property
+    def ow_tiled(self) -> int:
+        return _ceil_to(self.ow, self.vector * self.cols)
+
+    @property
+    def padded_rows(self) -> int:
+        needed = (self.oh_tiled - 1) * self.sh + 2 * self.dh + 1
+        return max(needed, self.h + 2 * self.ph)
+
+    @property
+    def phase_cols(self) -> int:
+        needed = self.ow_tiled + (2 * self.dw) // self.sw + 1
+        return max(needed, -(-(self.w + 2 * self.pw) // self.sw))
+
+    @property
+    def exact(self) -> bool:
+        """Whether whole tiles cover the output exactly (no scratch output needed)."""
+        return self.oh_tiled == self.oh and self.ow_tiled == self.ow
+
+    def tap_position(self, tap: int) -> tuple[int, int, int]:
+        """(row offset, stride phase, column offset in the phase) of `tap`."""
+        dr, dc = tap_offset(tap)
+        x = dc * self.dw
+        return dr * self.dh, x % self.sw, x // self.sw
+
+
+class _Emitter:
+    """Small helpers that build ops at the builder's insertion point."""
+
+    def __init__(self) -> None:
+        self.index_cache: dict[int, SSAValue] = {}
+
+    def const(self, value: int) -> SSAValue:
+        return arith.ConstantOp(IntegerAttr(value, index)).result
+
+    def f32_const(self, value: float) -> SSAValue:
+        return arith.ConstantOp(FloatAttr(value, f32)).result
+
+    def add(self, a: SSAValue, offset: int) -> SSAValue:
+        if offset == 0:
+            return a
+        return arith.AddiOp(a, self.const(offset)).result
+
+    def mul(self, a: SSAValue, factor: int) -> SSAValue:
+        if factor == 1:
+            return a
+        return arith.MuliOp(a, self.const(factor)).result
+
+    def load_index(self, ref: SSAValue, indices: list[SSAValue]) -> SSAValue:
+        """An i32 element of `ref` as an index."""
+        value = memref.LoadOp.get(ref, indices).res
+        return arith.IndexCastOp(value, index).result
+
+
+def _for(lb: SSAValue, ub: SSAValue, step: SSAValue, iter_args: list[SSAValue], body) -> scf.ForOp:
+    """An scf.for whose body `body(iv, *args) -> yielded values` is built in place."""
+    block = Block(arg_types=[index, *(a.type for a in iter_args)])
+    with ImplicitBuilder(block):
+        results = body(block.args[0], *block.args[1:])
+        scf.YieldOp(*(results or []))
+    return scf.ForOp(lb, ub, step, iter_args, block)
+
+
+@dataclass
+class _LowerFkwConv(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: FkwConv2dOp, rewriter: PatternRewriter) -> None:
+        n, c, h, w = op.input.type.get_shape()
+        _, f, oh, ow = op.result.type.get_shape()
+        schedule = op.schedule.as_dict()
+        sh, sw = (int(v) for v in op.strides.get_values())
+        ph, pw = (int(v) for v in op.padding.get_values())
+        dh, dw = (int(v) for v in op.dilation.get_values())
+        geo = ConvGeometry(
+            n, c, h, w, f, oh, ow, sh, sw, ph, pw, dh, dw,
+            rows=schedule["unroll_rows"], vector=schedule["vector_width"],
+            cols=schedule["unroll_cols"],
+        )  # fmt: skip
+        patterns = op.patterns.patterns
+        emit = _Emitter()
+        builder = Builder(InsertPoint.before(op))
+        with ImplicitBuilder(builder):
+            result = _emit_conv(emit, op, geo, patterns)
+        rewriter.replace_op(op, [], [result])
+
+
+def _to_buffer(value: SSAValue) -> SSAValue:
+    assert isinstance(value.type, TensorType)
+    memref_type = MemRefType(value.type.element_type, value.type.get_shape())
+    op = bufferization.ToBufferOp(operands=[value], result_types=[memref_type], properties={})
+    return op.memref
+
+
+def _emit_conv(
+    emit: _Emitter, op: FkwConv2dOp, geo: ConvGeometry, patterns: list[tuple[int, ...]]
+) -> SSAValue:
+    x = _to_buffer(op.input)
+    reorder, idx, stride, weight = (
+        _to_buffer(v) for v in (op.reorder, op.index, op.stride, op.weight)
+    )
+    bias = _to_buffer(op.bias) if op.bias is not None else None
+    zero_i, one = emit.const(0), emit.const(1)
+    zero_f = emit.f32_const(0.0)
+    vtype = VectorType(f32, [geo.vector])
+
+    # The padded, phase-split input: xp[n, c, y, q, j] holds padded pixel (y, j * sw + q).
+    xp_type = MemRefType(f32, [geo.n, geo.c, geo.padded_rows, geo.sw, geo.phase_cols])
+    xp = memref.AllocOp.get(f32, shape=xp_type.get_shape()).memref
+    linalg.FillOp((zero_f,), (xp,), ())
+
+    def copy_row(nv: SSAValue) -> None:
+        def per_channel(cv: SSAValue) -> None:
+            def per_row(iy: SSAValue) -> None:
+                y = emit.add(iy, geo.ph)
+
+                def per_col(ix: SSAValue) -> None:
+                    value = memref.LoadOp.get(x, [nv, cv, iy, ix]).res
+                    col = emit.add(ix, geo.pw)
+                    if geo.sw == 1:
+                        memref.StoreOp.get(value, xp, [nv, cv, y, zero_i, col])
+                    else:
+                        sw = emit.const(geo.sw)
+                        q = arith.RemUIOp(col, sw).result
+                        j = arith.DivUIOp(col, sw).result
+                        memref.StoreOp.get(value, xp, [nv, cv, y, q, j])
+
+                _for(zero_i, emit.const(geo.w), one, [], lambda iv: per_col(iv))
+
+            _for(zero_i, emit.const(geo.h), one, [], lambda iv: per_row(iv))
+
+        _for(zero_i, emit.const(geo.c), one, [], lambda iv: per_channel(iv))
+
+    _for(zero_i, emit.const(geo.n), one, [], lambda iv: copy_row(iv))
+
+    out_type = MemRefType(f32, [geo.n, geo.f, geo.oh, geo.ow])
+    out = memref.AllocOp.get(f32, shape=out_type.get_shape()).memref
+    if geo.exact:
+        target = out
+    else:
+        target = memref.AllocOp.get(f32, shape=[geo.n, geo.f, geo.oh_tiled, geo.ow_tiled]).memref
+
+    taps = [[geo.tap_position(t) for t in pattern] for pattern in patterns]
+    relu = op.relu is not None
+    k_count = len(patterns)
+
+    def per_image(nv: SSAValue) -> None:
+        def per_row_tile(oh0: SSAValue) -> None:
+            y_base = emit.mul(oh0, geo.sh)
+
+            def per_col_tile(ow0: SSAValue) -> None:
+                def per_filter(i: SSAValue) -> None:
+                    fv = emit.load_index(reorder, [i])
+                    if bias is not None:
+                        start = vector.BroadcastOp(memref.LoadOp.get(bias, [fv]).res, vtype).vector
+                    else:
+                        start = vector.BroadcastOp(zero_f, vtype).vector
+                    accs = [start] * (geo.rows * geo.cols)
+                    for p in range(k_count):
+                        lo = emit.load_index(stride, [i, emit.const(p)])
+                        hi = emit.load_index(stride, [i, emit.const(p + 1)])
+                        run = _for(
+                            lo, hi, one, accs,
+                            lambda k, *acc, p=p: _kernel_body(
+                                emit, k, list(acc), nv, y_base, ow0, taps[p], geo, xp, idx,
+                                weight, vtype,
+                            ),
+                        )  # fmt: skip
+                        accs = list(run.results)
+                    for r in range(geo.rows):
+                        row = emit.add(oh0, r)
+                        for u in range(geo.cols):
+                            value = accs[r * geo.cols + u]
+                            if relu:
+                                value = arith.MaximumfOp(
+                                    value, vector.BroadcastOp(zero_f, vtype).vector
+                                ).result
+                            col = emit.add(ow0, u * geo.vector)
+                            vector.StoreOp(value, target, [nv, fv, row, col])
+
+                _for(zero_i, emit.const(geo.f), one, [], lambda iv: per_filter(iv))
+
+            _for(
+                zero_i, emit.const(geo.ow_tiled), emit.const(geo.vector * geo.cols), [],
+                lambda iv: per_col_tile(iv),
+            )  # fmt: skip
+
+        _for(zero_i, emit.const(geo.oh_tiled), emit.const(geo.rows), [], per_row_tile)
+
+    _for(zero_i, emit.const(geo.n), one, [], per_image)
+
+    if not geo.exact:
+        subview = memref.SubviewOp.from_static_parameters(
+            target, MemRefType(f32, [geo.n, geo.f, geo.oh_tiled, geo.ow_tiled]),
+            [0, 0, 0, 0], [geo.n, geo.f, geo.oh, geo.ow], [1, 1, 1, 1],
+        )  # fmt: skip
+        memref.CopyOp(subview.result, out)
+    return bufferization.ToTensorOp(out, restrict=True, writable=True).tensor
+
+
+def _kernel_body(
+    emit: _Emitter,
+    k: SSAValue,
+    accs: list[SSAValue],
+    nv: SSAValue,
+    y_base: SSAValue,
+    ow0: SSAValue,
+    taps: list[tuple[int, int, int]],
+    geo: ConvGeometry,
+    xp: SSAValue,
+    idx: SSAValue,
+    weight: SSAValue,
+    vtype: VectorType,
+) -> list[SSAValue]:
+    """One kernel of a run: `taps` x rows x column vectors multiply-adds, loads not shared."""
+    channel = emit.load_index(idx, [k])
+    weights = [
+        vector.BroadcastOp(memref.LoadOp.get(weight, [k, emit.const(t)]).res, vtype).vector
+        for t in range(len(taps))
+    ]
+    out = list(accs)
+    for r in range(geo.rows):
+        for u in range(geo.cols):
+            slot = r * geo.cols + u
+            for t, (row_offset, phase, col_offset) in enumerate(taps):
+                y = emit.add(y_base, r * geo.sh + row_offset)
+                j = emit.add(ow0, u * geo.vector + col_offset)
+                loaded = vector.LoadOp(xp, [nv, channel, y, emit.const(phase), j], vtype).result
+                out[slot] = vector.FMAOp(loaded, weights[t], out[slot]).res
+    return out
+
+
+@dataclass(frozen=True)
+class ConvertPconvToLoopsPass(ModulePass):
+    """Lowers pconv.fkw_conv2d to vectorised scf loops with one body per pattern.
+
+    See the module docstring for the loop nest; the `#pconv.schedule` on each op picks the tile.
+    """
+
+    name = "convert-pconv-to-loops"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        PatternRewriteWalker(_LowerFkwConv(), apply_recursively=False).rewrite_module(op)
