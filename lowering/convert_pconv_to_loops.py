@@ -19,7 +19,8 @@ Generated code, in outline:
       for p in patterns:                                  // unrolled: one body per pattern
         acc = scf.for k in stride[i, p] to stride[i, p + 1] iter_args(acc):
           c = index[k]; w_t = broadcast(weight[k, t])
-          acc[r][u] = fma(load xp[n, c, (oh0 + r) * sh + dr_t * dh, phase_t, ow0 + u*V + dc_t], w_t, acc[r][u])
+          acc[r][u] = fma(load xp[n, c, (oh0 + r) * sh + dr_t * dh, phase_t,
+                                  ow0 + u * V + dc_t], w_t, acc[r][u])
       store max(acc, 0) (with relu) to out[n, reorder[i], oh0 + r, ow0 + u*V]
 
 Each (row, tap) gets its own `vector.load`; `pconv-lre` then removes the loads that several taps
@@ -52,7 +53,6 @@ from xdsl.dialects.builtin import (
     VectorType,
 )
 from xdsl.ir import Block, SSAValue
-from xdsl.rewriter import InsertPoint
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
@@ -60,6 +60,7 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+from xdsl.rewriter import InsertPoint
 
 from pconv_mlir.dialects.pconv import FkwConv2dOp, tap_offset
 

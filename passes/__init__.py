@@ -30,8 +30,14 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return ConvertPconvToLoopsPass
 
+    def get_lre() -> type[ModulePass]:
+        from pconv_mlir.passes.pconv_lre import PconvLrePass
+
+        return PconvLrePass
+
     return {
         "convert-pconv-to-loops": get_to_loops,
+        "pconv-lre": get_lre,
         "pconv-from-linalg": get_from_linalg,
         "pconv-fkr": get_fkr,
         "pconv-fkw-pack": get_fkw_pack,

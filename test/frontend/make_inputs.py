@@ -206,7 +206,9 @@ def main() -> None:
     cnn = PatternCNN(ids1, ids2)
     cnn.pattern_ids = {"conv1 (4x3x3x3)": ids1, "conv2 (5x4x3x3)": ids2}
     x = eighths((1, 3, 6, 6), seed=3)
-    header = "PatternCNN: conv3x3 3->4 pad 1 + bias, ReLU, conv3x3 4->5 pad 1 + bias, ReLU; 1x3x6x6."
+    header = (
+        "PatternCNN: conv3x3 3->4 pad 1 + bias, ReLU, conv3x3 4->5 pad 1 + bias, ReLU; 1x3x6x6."
+    )
     write("pattern_cnn.mlir", cnn, (x,), header, inline=True)
     write("pattern_cnn_resource.mlir", cnn, (x,), header, inline=False)
 

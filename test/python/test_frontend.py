@@ -264,7 +264,9 @@ def test_inputs_hold_pattern_pruned_3x3_weights(name: str) -> None:
     found = convs(module)
     assert found
     for conv in found:
-        weights = constant_array(ctx, weight_attr(conv)).reshape(*conv.inputs[1].type.get_shape()[:2], 9)
+        weights = constant_array(ctx, weight_attr(conv)).reshape(
+            *conv.inputs[1].type.get_shape()[:2], 9
+        )
         taps = weights != 0
         kept = taps.sum(axis=2)
         assert set(np.unique(kept)) <= {0, 4}

@@ -1,0 +1,67 @@
+// RUN: pconv-opt %s -p convert-pconv-to-loops | filecheck %s
+
+// Two patterns, two filters stored in the order (1, 0), a 2-row x 1-vector register tile of
+// 4 lanes. The input is copied into a zero-padded buffer (1 + 4 + 1 rows, 1 stride phase,
+// 8 + 2 + 1 columns); one kernel loop per pattern carries the two accumulators; every tap of
+// every row is a load with constant offsets: 4 taps x 2 rows = 8 multiply-adds per kernel.
+// CHECK-LABEL: func.func @conv
+// CHECK:         %[[X:.*]] = bufferization.to_buffer %x
+// CHECK:         %[[XP:.*]] = memref.alloc() : memref<1x2x6x1x11xf32>
+// CHECK:         linalg.fill ins(%{{.*}} : f32) outs(%[[XP]] : memref<1x2x6x1x11xf32>)
+// CHECK:         memref.store %{{.*}}, %[[XP]]
+// CHECK:         %[[OUT:.*]] = memref.alloc() : memref<1x2x4x6xf32>
+// CHECK:         %[[TILED:.*]] = memref.alloc() : memref<1x2x4x8xf32>
+// CHECK:         scf.for
+// CHECK:           scf.for
+// CHECK:             scf.for
+// CHECK:               %{{.*}}, %{{.*}} = scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<4xf32>, vector<4xf32>) {
+// CHECK-COUNT-8:         vector.fma
+// CHECK:                 scf.yield
+// CHECK:               %{{.*}}, %{{.*}} = scf.for %{{.*}} iter_args
+// CHECK-COUNT-8:         vector.fma
+// CHECK:                 scf.yield
+// CHECK:               arith.maximumf
+// CHECK:               vector.store %{{.*}}, %[[TILED]]
+// CHECK:               arith.maximumf
+// CHECK:               vector.store %{{.*}}, %[[TILED]]
+// CHECK:         %[[VIEW:.*]] = memref.subview %[[TILED]][0, 0, 0, 0] [1, 2, 4, 6] [1, 1, 1, 1]
+// CHECK:         "memref.copy"(%[[VIEW]], %[[OUT]])
+// CHECK:         %[[Y:.*]] = bufferization.to_tensor %[[OUT]] restrict writable
+// CHECK:         func.return %[[Y]]
+// CHECK-NOT:     pconv.fkw_conv2d
+func.func @conv(%x: tensor<1x2x4x6xf32>) -> tensor<1x2x4x6xf32> {
+  %offset = arith.constant dense<[0, 1, 3]> : tensor<3xi32>
+  %reorder = arith.constant dense<[1, 0]> : tensor<2xi32>
+  %index = arith.constant dense<[1, 0, 1]> : tensor<3xi32>
+  %stride = arith.constant dense<[[0, 1, 1], [1, 2, 3]]> : tensor<2x3xi32>
+  %weight = arith.constant dense<1.0> : tensor<3x4xf32>
+  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> schedule <vector_width = 4, unroll_rows = 2, unroll_cols = 1> strides [1, 1] padding [1, 1] dilation [1, 1] relu : (tensor<1x2x4x6xf32>, tensor<3xi32>, tensor<2xi32>, tensor<3xi32>, tensor<2x3xi32>, tensor<3x4xf32>) -> tensor<1x2x4x6xf32>
+  func.return %y : tensor<1x2x4x6xf32>
+}
+
+// Stride 2: the padded input is split into 2 column phases, so each tap is a contiguous load.
+// Whole tiles cover the 2x4 output: no scratch output and no copy.
+// CHECK-LABEL: func.func @stride2
+// CHECK:         memref.alloc() : memref<1x1x5x2x6xf32>
+// CHECK:         arith.remui
+// CHECK:         arith.divui
+// CHECK:         %[[OUT2:.*]] = memref.alloc() : memref<1x1x2x4xf32>
+// CHECK-NOT:     memref.copy
+// CHECK:         bufferization.to_tensor %[[OUT2]]
+func.func @stride2(%x: tensor<1x1x5x9xf32>) -> tensor<1x1x2x4xf32> {
+  %offset = arith.constant dense<[0, 1]> : tensor<2xi32>
+  %reorder = arith.constant dense<[0]> : tensor<1xi32>
+  %index = arith.constant dense<[0]> : tensor<1xi32>
+  %stride = arith.constant dense<[[0, 1]]> : tensor<1x2xi32>
+  %weight = arith.constant dense<1.0> : tensor<1x4xf32>
+  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5]], taps = 4> schedule <vector_width = 4, unroll_rows = 2, unroll_cols = 1> strides [2, 2] padding [0, 0] dilation [1, 1] : (tensor<1x1x5x9xf32>, tensor<2xi32>, tensor<1xi32>, tensor<1xi32>, tensor<1x2xi32>, tensor<1x4xf32>) -> tensor<1x1x2x4xf32>
+  func.return %y : tensor<1x1x2x4xf32>
+}
+
+// pconv.conv2d (not yet packed) is left alone.
+// CHECK-LABEL: func.func @not_packed
+// CHECK-NEXT:    pconv.conv2d
+func.func @not_packed(%x: tensor<1x1x5x5xf32>, %w: tensor<1x1x3x3xf32>) -> tensor<1x1x5x5xf32> {
+  %y = pconv.conv2d %x, %w patterns <[[1, 3, 4, 5]], taps = 4> kernel_patterns dense<0> : tensor<1x1xi8> strides [1, 1] padding [1, 1] dilation [1, 1] : (tensor<1x1x5x5xf32>, tensor<1x1x3x3xf32>) -> tensor<1x1x5x5xf32>
+  func.return %y : tensor<1x1x5x5xf32>
+}
