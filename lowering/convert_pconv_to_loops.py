@@ -180,7 +180,7 @@ class _LowerFkwConv(RewritePattern):
         builder = Builder(InsertPoint.before(op))
         with ImplicitBuilder(builder):
             result = _emit_conv(emit, op, geo, patterns)
-        rewriter.replace_op(op, [], [result])
+        rewriter.replace(op, [], [result])
 
 
 def _to_buffer(value: SSAValue) -> SSAValue:

@@ -18,11 +18,15 @@ dialect's `OpAsmDialectInterface`. So keep the `Context` next to the module:
 - `parse_module(text, ctx)` parses such text back.
 
 In xDSL 0.74 the builtin dialect object, and with it the blob storage, is one process-wide
-singleton shared by every `Context` built from `get_all_dialects()`. `make_context()` instead
-gives each context its own builtin dialect with its own storage, so contexts are isolated and a
-dropped context frees its weights (ResNet-50 is ~200 MB of hex). `parse_module` also renames
-resource keys that already exist in the context (xDSL's own parser would silently lose the
-data of a re-parsed key).
+singleton shared by every `Context` built the usual way (`get_all_dialects()`, `pconv-opt`,
+`pipeline.make_context`), so a module imported here can be handed to any of them.
+`make_context(own_resources=True)` instead gives a context its own storage: isolated, and freed
+with the context (ResNet-50 is ~200 MB of hex).
+
+xDSL's `Parser` loses the weights when the same resource key is parsed twice in one process
+(the second module's `dense_resource<k>` becomes `k_0` with no data). `parse_module` avoids
+that: it renames a key the storage already holds to `k_0`, `k_1`, ... in the text first, as
+MLIR does, and fills the storage itself.
 """
 
 from __future__ import annotations
@@ -111,15 +115,18 @@ def _builtin_with_own_resources() -> Dialect:
     )
 
 
-def make_context() -> Context:
+def make_context(*, own_resources: bool = False) -> Context:
     """A `Context` with every dialect of the xDSL multiverse registered (plugins included).
 
-    Its builtin dialect has its own resource storage (see the module docstring), so the weights
-    parsed into this context stay with it and are freed with it.
+    By default its resource blobs go to xDSL's process-wide storage, shared with every other
+    context. With `own_resources=True` the builtin dialect gets a storage of its own: the
+    weights parsed into this context are visible only through it and are freed with it.
     """
     ctx = Context()
     for name, factory in _all_dialects().items():
-        ctx.register_dialect(name, _builtin_with_own_resources if name == "builtin" else factory)
+        if name == "builtin" and own_resources:
+            factory = _builtin_with_own_resources
+        ctx.register_dialect(name, factory)
     return ctx
 
 
@@ -182,12 +189,19 @@ def _split_resources(text: str) -> tuple[str, dict[str, str]]:
     return text[: start.start()], resources
 
 
-def parse_module(text: str, ctx: Context | None = None) -> ModuleOp:
+def parse_module(
+    text: str,
+    ctx: Context | None = None,
+    *,
+    parse: Callable[[Context, str], ModuleOp] | None = None,
+) -> ModuleOp:
     """Parse MLIR text, including a `{-# dialect_resources ... #-}` section, into `ctx`.
 
-    The builtin resources go into `ctx`'s blob storage. A key that `ctx` already holds (say
-    the same model imported twice) is renamed `key_0`, `key_1`, ... in the module, as MLIR does.
-    Raises xDSL's `ParseError` for text it cannot parse.
+    The builtin resources go into `ctx`'s blob storage. A key that the storage already holds
+    (say the same file parsed twice) is renamed `key_0`, `key_1`, ... in the module, as MLIR
+    does. `parse(ctx, ops_text)` parses the text before the resources section (which keeps its
+    line numbers); the default is xDSL's `Parser(ctx, ops_text).parse_module()`. Raises xDSL's
+    `ParseError` for text it cannot parse.
     """
     ctx = default_context() if ctx is None else ctx
     storage = _resources(ctx)
@@ -208,7 +222,7 @@ def parse_module(text: str, ctx: Context | None = None) -> ModuleOp:
             lambda m: f"dense_resource<{renamed.get(m.group(1), m.group(1))}>", body
         )
 
-    module = Parser(ctx, body).parse_module()
+    module = Parser(ctx, body).parse_module() if parse is None else parse(ctx, body)
     for key, blob in resources.items():
         key = renamed.get(key, key)
         if storage.lookup(key) is None:

@@ -9,7 +9,7 @@ import pytest
 from pconv_mlir import toolchain
 
 
-def need_tool(name: str) -> None:
+def require_tool(name: str) -> None:
     """Skip the calling test when tool `name` is missing; under `make test`
     (PCONV_REQUIRE_TOOLS=1) a missing tool fails the test instead."""
     if toolchain.tool_available(name):
@@ -18,3 +18,9 @@ def need_tool(name: str) -> None:
     if os.environ.get("PCONV_REQUIRE_TOOLS") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def need_tool():
+    """`need_tool("qemu-aarch64")` inside a test: see `require_tool`."""
+    return require_tool

@@ -165,7 +165,7 @@ def test_round_trip_keeps_the_weights(small) -> None:
     model, ctx, module = small
     text = print_module(module, ctx)
     assert "{-#" in text and "dialect_resources" in text
-    fresh = make_context()
+    fresh = make_context(own_resources=True)
     again = parse_module(text, fresh)
     assert print_module(again, fresh) == text
     for conv, torch_conv in zip(convs(again), [model.conv1, model.conv2, model.conv3], strict=True):
@@ -181,10 +181,26 @@ def test_reparsing_into_the_same_context_renames_keys(small) -> None:
     assert np.array_equal(resource_array(ctx, old), resource_array(ctx, new))
 
 
-def test_contexts_keep_their_own_resources(small) -> None:
-    _, _, module = small
+def test_contexts_share_resources_unless_they_own_them(small) -> None:
+    model, ctx, module = small
+    attr = weight_attr(convs(module)[0])
+    assert np.array_equal(resource_array(make_context(), attr), resource_array(ctx, attr))
+    own = make_context(own_resources=True)
     with pytest.raises(FrontendError, match="has no data in this context"):
-        resource_array(make_context(), weight_attr(convs(module)[0]))
+        resource_array(own, attr)
+    again = parse_module(print_module(module, ctx), own)
+    assert weight_attr(convs(again)[0]) == attr  # no clash in a storage of its own
+    assert np.array_equal(resource_array(own, attr), model.conv1.weight.detach().numpy())
+
+
+def test_parsing_the_same_file_twice_keeps_the_weights() -> None:
+    text = (INPUTS / "pattern_cnn_resource.mlir").read_text()
+    first, second = parse_module(text, make_context()), parse_module(text, make_context())
+    for a, b in zip(convs(first), convs(second), strict=True):
+        assert np.array_equal(
+            constant_array(default_context(), weight_attr(a)),
+            constant_array(default_context(), weight_attr(b)),
+        )
 
 
 def test_default_context_twice() -> None:
@@ -201,7 +217,7 @@ def test_default_context_twice() -> None:
     "dtype", ["float16", "float32", "float64", "int8", "int32", "int64", "uint8", "bool"]
 )
 def test_resource_attr_round_trip(dtype: str) -> None:
-    ctx = make_context()
+    ctx = make_context(own_resources=True)
     array = (np.arange(24).reshape(2, 3, 4) % 5 - 2).astype(dtype)
     attr = resource_attr(ctx, "blob", array)
     assert attr.type.get_shape() == (2, 3, 4)
@@ -295,7 +311,7 @@ def test_leave_alone_input() -> None:
 def test_full_network_imports(name: str, size: int, fchw: int, depthwise: int) -> None:
     torch.manual_seed(0)
     model = models.MODELS[name](num_classes=10, input_size=size)
-    ctx = make_context()
+    ctx = make_context(own_resources=True)  # the weights are freed with it
     module = import_torch(model, torch.randn(1, 3, size, size), ctx=ctx)
     found = convs(module)
     assert len(found) == fchw

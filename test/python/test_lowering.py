@@ -13,7 +13,6 @@ from io import StringIO
 
 import numpy as np
 import pytest
-from conftest import need_tool  # test/conftest.py
 from numpy.lib.stride_tricks import sliding_window_view
 from xdsl.context import Context
 from xdsl.dialects import get_all_dialects
@@ -28,10 +27,15 @@ from pconv_mlir.toolchain import ToolNotFoundError
 TARGETS = ["host", "aarch64"]
 
 
-def need(*names: str) -> None:
-    """Skip the test unless every tool in `names` is installed (fail under PCONV_REQUIRE_TOOLS)."""
-    for name in names:
-        need_tool(name)
+@pytest.fixture
+def need(need_tool):
+    """`need("clang", ...)`: skip unless every tool is installed (see test/conftest.py)."""
+
+    def check(*names: str) -> None:
+        for name in names:
+            need_tool(name)
+
+    return check
 
 
 RNG = np.random.default_rng(0)
@@ -266,24 +270,29 @@ def tensor_net_reference(x: np.ndarray) -> np.ndarray:
 # Shared builds
 # ------------------------------------------------------------------------------------------------
 
-_RUNNERS: dict[tuple[str, str], runtime.Runner] = {}
-
 
 @pytest.fixture(scope="module")
-def build():
+def runners():
+    """Runners built in this module, by (program, target); closed at the end."""
+    built: dict[tuple[str, str], runtime.Runner] = {}
+    yield built
+    for runner in built.values():
+        runner.close()
+
+
+@pytest.fixture
+def build(runners, need):
+    """`build(program, target)`: the runner of `program`, built once per module and target."""
+
     def get(program: str, target: str) -> runtime.Runner:
         need("mlir-opt", "mlir-translate", "clang")
         if target == "aarch64" and platform.machine() not in ("aarch64", "arm64"):
             need("qemu-aarch64")
-        key = (program, target)
-        if key not in _RUNNERS:
-            _RUNNERS[key] = runtime.build_runner(parse(program), target=target)
-        return _RUNNERS[key]
+        if (program, target) not in runners:
+            runners[program, target] = runtime.build_runner(parse(program), target=target)
+        return runners[program, target]
 
-    yield get
-    for runner in _RUNNERS.values():
-        runner.close()
-    _RUNNERS.clear()
+    return get
 
 
 # ------------------------------------------------------------------------------------------------
@@ -366,7 +375,7 @@ def test_argument_checks(build, target: str) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_llvm_ir_has_target_and_bare_pointer_abi() -> None:
+def test_llvm_ir_has_target_and_bare_pointer_abi(need) -> None:
     need("mlir-opt", "mlir-translate")
     ir = llvm.lower_to_llvm_ir(parse(SAXPY), target="aarch64")
     assert 'target triple = "aarch64-unknown-linux-gnu"' in ir
@@ -376,7 +385,7 @@ def test_llvm_ir_has_target_and_bare_pointer_abi() -> None:
     assert "@llvm.fmuladd.v8f32" in ir
 
 
-def test_tensor_results_become_out_params() -> None:
+def test_tensor_results_become_out_params(need) -> None:
     need("mlir-opt", "mlir-translate")
     ir = llvm.lower_to_llvm_ir(parse(TENSOR_NET), target="x86_64")
     assert "define void @main(ptr %0, ptr %1)" in ir
@@ -384,7 +393,7 @@ def test_tensor_results_become_out_params() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(llvm.TARGETS))
-def test_target_table_matches_clang(name: str) -> None:
+def test_target_table_matches_clang(need, name: str) -> None:
     need("clang")
     spec = llvm.TARGETS[name]
     text = toolchain.run_tool(
@@ -405,7 +414,7 @@ def test_signatures() -> None:
     assert sigs["dot"].args[2] == llvm.ArgSpec("int64", None)
 
 
-def test_llvm_target_class() -> None:
+def test_llvm_target_class(need) -> None:
     need("mlir-opt", "mlir-translate")
     factory = targets.get_targets()["llvm"]
     target = factory().from_spec(parse_spec("llvm{target=aarch64 opt_level=0}"))
@@ -437,7 +446,7 @@ def test_unknown_target_is_rejected() -> None:
         llvm.lower_to_llvm_ir(parse(SAXPY), target="sparc")
 
 
-def test_mlir_opt_failure_is_its_first_error_line() -> None:
+def test_mlir_opt_failure_is_its_first_error_line(need) -> None:
     need("mlir-opt", "mlir-translate")
     with pytest.raises(llvm.LoweringError) as info:
         llvm.run_mlir_opt('"func.func"() : () -> ()', "builtin.module(canonicalize)")
@@ -446,7 +455,7 @@ def test_mlir_opt_failure_is_its_first_error_line() -> None:
     assert "\n" not in message and info.value.details
 
 
-def test_clang_failure_is_its_first_error_line(tmp_path) -> None:
+def test_clang_failure_is_its_first_error_line(need, tmp_path) -> None:
     need("clang")
     with pytest.raises(runtime.CompileError) as info:
         runtime.compile_shared_library("define void @f( {", tmp_path / "f.so")
@@ -471,7 +480,7 @@ def test_missing_tool_is_named(monkeypatch) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_llvm_mca_cycles() -> None:
+def test_llvm_mca_cycles(need) -> None:
     need("mlir-opt", "mlir-translate", "clang", "llvm-mca")
     ir = llvm.lower_to_llvm_ir(parse(DIRECT_CONV), target="aarch64")
     loop = runtime.llvm_mca_report(ir, function="conv3x3")
@@ -495,14 +504,14 @@ func.func @crash(%x: memref<4xf32>) {
 """
 
 
-def test_crash_under_qemu_is_a_run_error(build) -> None:
+def test_crash_under_qemu_is_a_run_error(need, build) -> None:
     need("qemu-aarch64")
     runner = build(CRASH, "aarch64")
     with pytest.raises(runtime.RunError, match=r"@crash under qemu failed: killed by SIGSEGV"):
         runner.call("crash", np.zeros(4, np.float32))
 
 
-def test_aarch64_shared_object(tmp_path) -> None:
+def test_aarch64_shared_object(need, tmp_path) -> None:
     need("mlir-opt", "mlir-translate", "clang")
     ir = llvm.lower_to_llvm_ir(parse(SAXPY), target="aarch64")
     path = runtime.compile_shared_library(ir, tmp_path / "saxpy.so", target="aarch64")
