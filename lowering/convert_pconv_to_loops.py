@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from xdsl.builder import Builder, ImplicitBuilder
 from xdsl.context import Context
-from xdsl.dialects import arith, bufferization, linalg, memref, scf, vector
+from xdsl.dialects import arith, bufferization, memref, scf, vector
 from xdsl.dialects.builtin import (
     Float32Type,
     FloatAttr,
@@ -52,6 +52,7 @@ from xdsl.dialects.builtin import (
     TensorType,
     VectorType,
 )
+from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Block, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (

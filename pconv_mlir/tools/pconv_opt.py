@@ -97,7 +97,11 @@ class PconvOptMain(xDSLOptMain):
             self.register_pass(name, factory)
 
     def register_all_targets(self) -> None:
-        for name, factory in universe.get_all_targets().items():
+        # pconv-mlir's `llvm` target (LLVM IR through mlir-opt-22) replaces xDSL's of the same
+        # name here; it stays out of the xdsl.universe entry point, where the names would clash.
+        from pconv_mlir.lowering.targets import get_targets
+
+        for name, factory in {**universe.get_all_targets(), **get_targets()}.items():
             self.available_targets[name] = factory
         super().register_all_targets()
 
