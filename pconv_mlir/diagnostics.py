@@ -127,8 +127,19 @@ class LocatingParser(Parser):
 def parse_module(
     ctx: Context, source: str | bytes, name: str = "<string>", line_offset: int = 0
 ) -> ModuleOp:
-    """Parse `source` into a module, with a `PconvError` for malformed input."""
+    """Parse `source` (with its `dialect_resources`) into a module; `PconvError` if malformed.
+
+    Ops get `FileLineColLoc`s (see `LocatingParser`); resource blobs go to `ctx`'s storage
+    through `pconv_mlir.frontend.parse_module`, which keeps a file parsed twice intact.
+    """
+    from pconv_mlir import frontend
+
+    text = source.decode() if isinstance(source, bytes) else source
     try:
-        return LocatingParser(ctx, source, name, line_offset).parse_module()
+        return frontend.parse_module(
+            text,
+            ctx,
+            parse=lambda c, body: LocatingParser(c, body, name, line_offset).parse_module(),
+        )
     except ParseError as e:
         raise PconvError(format_parse_error(e)) from None

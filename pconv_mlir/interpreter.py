@@ -701,6 +701,15 @@ def _view(
     return as_strided(origin, [ranges[d] for d in loops], strides, writeable=False), loops
 
 
+def _grids(ranges: Sequence[int]) -> list[np.ndarray]:
+    """`linalg.index d` over the whole iteration space: an arange along loop d."""
+    rank = len(ranges)
+    return [
+        np.arange(n).reshape([-1 if i == d else 1 for i in range(rank)])
+        for d, n in enumerate(ranges)
+    ]
+
+
 def _broadcastable(values: np.ndarray, loops: Sequence[int], ranges: Sequence[int]) -> np.ndarray:
     """`values` with one axis per loop: size 1 along the loops it does not use."""
     return values.reshape([ranges[d] if d in loops else 1 for d in range(len(ranges))])
@@ -855,18 +864,18 @@ def _dependents(block: Block, value: SSAValue) -> set[Operation]:
     return found
 
 
-def _reductions(owner: str, block: Block, n_inputs: int) -> tuple[list[_Reduction], set[Operation]]:
-    """How each output of a reduction body is computed, and the ops that touch accumulators."""
+def _reductions(block: Block, n_inputs: int) -> tuple[list[_Reduction], set[Operation]] | None:
+    """How each output of a reduction body is computed, and the ops that touch accumulators;
+    None if some output is not one value combined into its accumulator by one op (or by a
+    cmpf/cmpi + select max or min)."""
     terminator = block.last_op
     assert terminator is not None
     plans: list[_Reduction] = []
     touched: set[Operation] = set()
-    for k, (acc, yielded) in enumerate(
-        zip(block.args[n_inputs:], terminator.operands, strict=True)
-    ):
+    for acc, yielded in zip(block.args[n_inputs:], terminator.operands, strict=True):
         ops = _dependents(block, acc)
         if ops & touched:
-            raise InterpretationError(f"{owner}: the accumulators of two outputs are mixed")
+            return None  # the accumulators of two outputs meet (an argmax, say)
         touched |= ops
         if yielded is acc:
             plans.append(_Reduction(None, None))
@@ -875,25 +884,24 @@ def _reductions(owner: str, block: Block, n_inputs: int) -> tuple[list[_Reductio
             plans.append(_Reduction(yielded, None))
             continue
         combiner = yielded.owner
-        value = None
-        combine = None
-        if isinstance(combiner, Operation) and len(combiner.operands) == 2:
-            others = [v for v in combiner.operands if v is not acc]
-            if len(others) == 1:
-                value = others[0]
-        if value is not None and not (isinstance(value.owner, Operation) and value.owner in ops):
-            if ops == {combiner} and type(combiner) in _COMBINERS:
-                combine = _COMBINERS[type(combiner)]
-            elif isinstance(combiner, arith.SelectOp) and ops == {combiner, combiner.cond.owner}:
-                combine = _select_combiner(combiner, acc, value)
-        if combine is None:
-            names = ", ".join(sorted({op.name for op in ops}))
-            raise InterpretationError(
-                f"{owner}: cannot vectorise the reduction of output #{k}: its accumulator goes "
-                f"through {names}; supported are one of "
-                f"{', '.join(sorted({t.name for t in _COMBINERS}))} or cmpf/cmpi + select"
-            )
-        plans.append(_Reduction(value, combine))
+        if not isinstance(combiner, Operation) or len(combiner.operands) != 2:
+            return None
+        others = [v for v in combiner.operands if v is not acc]
+        if len(others) != 1:
+            return None
+        value = others[0]
+        if ops == {combiner} and type(combiner) in _COMBINERS:
+            plans.append(_Reduction(value, _COMBINERS[type(combiner)]))
+        elif isinstance(combiner, arith.SelectOp) and ops == {combiner, combiner.cond.owner}:
+            combine = _select_combiner(combiner, acc, value)
+            if combine is None:
+                return None
+            plans.append(_Reduction(value, combine))
+        else:
+            return None
+    for plan in plans:
+        if plan.value is not None and plan.value.owner in touched:
+            return None
     return plans, touched
 
 
@@ -983,7 +991,8 @@ class LinalgFunctions(InterpreterFunctions):
     """
 
     def __init__(self) -> None:
-        self.loops: list[tuple[int, ...]] = []  # iteration spaces of the generics being run
+        # per generic being run, what `linalg.index d` gives: an index array or an int
+        self.loops: list[list[Any]] = []
 
     def structured(
         self,
@@ -1017,7 +1026,7 @@ class LinalgFunctions(InterpreterFunctions):
 
         terminator = block.last_op
         assert terminator is not None
-        self.loops.append(ranges)
+        self.loops.append(_grids(ranges))
         try:
             if not reductions:
                 values = _eval_block(
@@ -1029,7 +1038,16 @@ class LinalgFunctions(InterpreterFunctions):
                         inits, dtypes, outputs, values, strict=True
                     )
                 )
-            plans, touched = _reductions(owner, block, n_inputs)
+            analysis = _reductions(block, n_inputs)
+            if analysis is None:
+                accs = self._stepped(
+                    interpreter, owner, block, arguments(len(arrays)), n_inputs, reductions, ranges
+                )
+                return tuple(
+                    _store(init, dtype, output, acc)
+                    for init, dtype, output, acc in zip(inits, dtypes, outputs, accs, strict=True)
+                )
+            plans, touched = analysis
             contraction = self._contraction(block, n_inputs, plans, outputs, reductions, ranges)
             if contraction is not None:
                 i, j = contraction
@@ -1053,7 +1071,6 @@ class LinalgFunctions(InterpreterFunctions):
                     results.append(np.array(init, dtype=dtype))
                     continue
                 value = np.broadcast_to(next(values), ranges)
-                axes = tuple(sorted(reductions))
                 if plan.combine is None:
                     last = [
                         slice(-1, None) if d in reductions else slice(None)
@@ -1062,11 +1079,59 @@ class LinalgFunctions(InterpreterFunctions):
                     reduced = value[tuple(last)]
                 else:
                     with np.errstate(all="ignore"):
+                        axes = tuple(sorted(reductions))
                         reduced = plan.combine.reduce(value, axis=axes, keepdims=True)
                 results.append(_store(init, dtype, output, reduced, plan.combine))
             return tuple(results)
         finally:
             self.loops.pop()
+
+    def _stepped(
+        self,
+        interpreter: Interpreter,
+        owner: str,
+        block: Block,
+        views: dict[BlockArgument, np.ndarray],
+        n_inputs: int,
+        reductions: set[int],
+        ranges: tuple[int, ...],
+    ) -> list[np.ndarray]:
+        """A reduction whose body is not one combining op (an argmax, say): the body runs once
+        per point of the reduction loops, in order, on arrays over the parallel loops.
+
+        `views` holds every block argument over the loops, the outputs' holding their inits.
+        Returns the accumulators, one axis per loop (size 1 along the reduction loops).
+        """
+        accumulators = block.args[n_inputs:]
+        parallel = [1 if d in reductions else n for d, n in enumerate(ranges)]
+        dtypes = [_dtype(arg.type) for arg in accumulators]
+        accs = [
+            np.array(np.broadcast_to(views[arg], parallel), dtype=dtype)
+            for arg, dtype in zip(accumulators, dtypes, strict=True)
+        ]
+        order = sorted(reductions)
+        grids = _grids(ranges)
+        terminator = block.last_op
+        assert terminator is not None
+        for point in np.ndindex(*(ranges[d] for d in order)):
+            at = dict(zip(order, point, strict=True))
+            step: dict[BlockArgument, Any] = {}
+            for arg in block.args[:n_inputs]:
+                view = views[arg]
+                step[arg] = view[
+                    tuple(
+                        slice(at[d], at[d] + 1) if d in at and n > 1 else slice(None)
+                        for d, n in enumerate(view.shape)
+                    )
+                ]
+            step.update(zip(accumulators, accs, strict=True))
+            self.loops[-1] = [at.get(d, grid) for d, grid in enumerate(grids)]
+            values = _eval_block(interpreter, owner, block, step, set(), terminator.operands)
+            accs = [
+                np.array(np.broadcast_to(v, parallel), dtype=dtype)
+                for v, dtype in zip(values, dtypes, strict=True)
+            ]
+        return accs
 
     @staticmethod
     def _contraction(
@@ -1103,9 +1168,7 @@ class LinalgFunctions(InterpreterFunctions):
     def run_index(self, interpreter: Interpreter, op: linalg.IndexOp, args: tuple[Any, ...]):
         if not self.loops:
             raise InterpretationError("linalg.index outside a linalg.generic")
-        ranges = self.loops[-1]
-        d = op.dim.value.data
-        return (np.arange(ranges[d]).reshape([-1 if i == d else 1 for i in range(len(ranges))]),)
+        return (self.loops[-1][op.dim.value.data],)
 
     @impl(linalg.ReduceOp)
     def run_reduce(self, interpreter: Interpreter, op: linalg.ReduceOp, args: tuple[Any, ...]):

@@ -11,13 +11,11 @@ the one-line diagnostic `pconv-opt` would print.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from io import StringIO
 from typing import overload
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
-from xdsl.printer import Printer
 from xdsl.universe import Universe
 from xdsl.utils.arg_spec import parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, VerifyException
@@ -46,18 +44,22 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
 
 def make_context(allow_unregistered: bool = False) -> Context:
-    """A context with every dialect registered (loaded lazily)."""
-    ctx = Context(allow_unregistered=allow_unregistered)
-    for name, factory in all_dialects().items():
-        ctx.register_dialect(name, factory)
+    """A context with every dialect registered (loaded lazily); resource blobs are shared."""
+    from pconv_mlir import frontend
+
+    ctx = frontend.make_context()
+    ctx.allow_unregistered = allow_unregistered
+    for name, factory in universe.get_all_dialects().items():
+        if name not in ctx.registered_dialect_names:
+            ctx.register_dialect(name, factory)
     return ctx
 
 
-def print_module(module: ModuleOp, generic: bool = False) -> str:
-    """The textual IR of `module`, in custom or generic form."""
-    out = StringIO()
-    Printer(stream=out, print_generic_format=generic).print_op(module)
-    return out.getvalue() + "\n"
+def print_module(module: ModuleOp, generic: bool = False, ctx: Context | None = None) -> str:
+    """The textual IR of `module` (custom or generic form), with the resources it uses."""
+    from pconv_mlir import frontend
+
+    return frontend.print_module(module, ctx, generic=generic)
 
 
 def parse_pass_pipeline(
@@ -137,7 +139,7 @@ class Pipeline:
         except (VerifyException, DiagnosticException) as e:
             raise PconvError(locate_verify_error(module, e)) from None
         if isinstance(program, str):
-            return print_module(module, generic)
+            return print_module(module, generic, ctx)
         return module
 
 

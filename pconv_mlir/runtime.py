@@ -557,9 +557,24 @@ def build_runner(
     another machine runs under qemu (`QemuRunner`). Files go to `workdir`, else to a temporary
     directory that `Runner.close()` removes.
     """
-    spec = resolve_target(target)
     signatures = function_signatures(module)
     llvm_ir = lower_to_llvm_ir(module, target=target, opt_level=opt_level)
+    return build_runner_from_ir(
+        llvm_ir, signatures, target=target, cpu=cpu, opt_level=opt_level, workdir=workdir
+    )
+
+
+def build_runner_from_ir(
+    llvm_ir: str,
+    signatures: Mapping[str, FunctionSignature],
+    *,
+    target: str = "host",
+    cpu: str | None = None,
+    opt_level: int = 3,
+    workdir: str | os.PathLike[str] | None = None,
+) -> Runner:
+    """Compile LLVM IR whose functions have `signatures` and load it (see `build_runner`)."""
+    spec = resolve_target(target)
     cleanup = None
     if workdir is None:
         cleanup = tempfile.TemporaryDirectory(prefix="pconv-run-")

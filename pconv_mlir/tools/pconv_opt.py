@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import IO
 
+from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import (
@@ -27,7 +28,7 @@ from xdsl.utils.exceptions import (
 )
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from pconv_mlir import pipeline, toolchain, universe
+from pconv_mlir import frontend, pipeline, toolchain, universe
 from pconv_mlir.diagnostics import (
     LocatingParser,
     PconvDiagnostic,
@@ -107,10 +108,12 @@ class PconvOptMain(xDSLOptMain):
 
     def register_all_frontends(self) -> None:
         def parse_mlir(io: IO[bytes]) -> ModuleOp:
-            parser = LocatingParser(
-                self.ctx, io.read(), self.get_input_name(), self.chunk_line_offset
-            )
-            self.last_module = parser.parse_module(not self.args.no_implicit_module)
+            def parse(ctx: Context, body: str) -> ModuleOp:
+                parser = LocatingParser(ctx, body, self.get_input_name(), self.chunk_line_offset)
+                return parser.parse_module(not self.args.no_implicit_module)
+
+            # The front end's parse keeps dense_resource blobs intact when a key repeats.
+            self.last_module = frontend.parse_module(io.read().decode(), self.ctx, parse=parse)
             return self.last_module
 
         self.available_frontends["mlir"] = parse_mlir
