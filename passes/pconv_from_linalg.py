@@ -253,10 +253,10 @@ def project_patterns(
     """One-shot projection: (pattern set, ids per conv, projected weights per conv)."""
     from pconv_mlir import pruning
 
-    patterns = pruning.select_pattern_set([m.weight for m in matches], k=k)
+    patterns = pruning.select_pattern_set([np.array(m.weight) for m in matches], k=k)
     all_ids, weights = [], []
     for number, m in enumerate(matches):
-        projected, ids = pruning.project_to_patterns(m.weight, patterns)
+        projected, ids = pruning.project_to_patterns(np.array(m.weight), patterns)
         if not (skip_first and number == 0):
             keep = pruning.connectivity_mask(projected, rate)
             ids = np.where(keep, ids, -1)
@@ -296,7 +296,7 @@ class PconvFromLinalgPass(ModulePass):
             return
         new_weights: list[np.ndarray | None] = [None] * len(matches)
         if self.mode == "infer":
-            patterns, ids = infer_patterns(matches, self.taps, centre=self.taps < 9)
+            patterns, ids = infer_patterns(matches, self.taps, centre=True)
         else:
             if not 1 <= self.patterns <= 56:
                 raise ValueError(f"patterns = {self.patterns} is outside 1..56")
@@ -306,7 +306,7 @@ class PconvFromLinalgPass(ModulePass):
                 matches, self.patterns, self.connectivity, self.skip_first
             )
             new_weights = list(projected)
-        pattern_set = PatternSetAttr.get(patterns, taps=self.taps, centre=self.taps < 9)
+        pattern_set = PatternSetAttr.get(patterns, taps=self.taps)
         for m, layer_ids, weight in zip(matches, ids, new_weights, strict=True):
             self._rewrite(m, pattern_set, layer_ids, weight)
 
