@@ -67,6 +67,7 @@ from xdsl.utils.exceptions import InterpretationError
 
 from pconv_mlir import reference
 from pconv_mlir.dialects.pconv import Conv2dOp, FkwConv2dOp
+from pconv_mlir.frontend import constant_array
 
 # --------------------------------------------------------------------------------------------
 # pconv
@@ -406,7 +407,7 @@ register_impls(NumpyArithFunctions)
 
 
 # --------------------------------------------------------------------------------------------
-# tensor
+# Regions run on arrays
 # --------------------------------------------------------------------------------------------
 
 
@@ -440,6 +441,11 @@ def _eval_block(
         interpreter.pop_scope()
 
 
+# --------------------------------------------------------------------------------------------
+# tensor
+# --------------------------------------------------------------------------------------------
+
+
 def _slices(offsets: Sequence[int], sizes: Sequence[int], strides: Sequence[int]) -> tuple:
     return tuple(
         slice(o, o + (n - 1) * s + 1 if n else o, s)
@@ -460,7 +466,8 @@ def _slice_args(
 
 @register_impls
 class TensorFunctions(InterpreterFunctions):
-    """`tensor` ops on numpy arrays; every result is a new array or a read-only view."""
+    """`tensor` ops on numpy arrays. A result may share memory with an operand (a reshape),
+    but no implementation writes into an operand."""
 
     @impl(tensor.EmptyOp)
     def run_empty(self, interpreter: Interpreter, op: tensor.EmptyOp, args: tuple[Any, ...]):
@@ -665,40 +672,41 @@ def _view(
     if array.ndim == 0:
         return array, ()
     loops = tuple(sorted(set().union(*(expr.used_dims() for expr in amap.results))))
-    linear = [_linear(expr) for expr in amap.results]
-    if any(form is None for form in linear):
+    forms = [_linear(expr) for expr in amap.results]
+    linear = [form for form in forms if form is not None]
+    if len(linear) < len(forms):  # mod, floordiv, ceildiv: gather
         grids = [np.zeros(1, np.int64)] * len(ranges)
         for axis, d in enumerate(loops):
             grids[d] = np.arange(ranges[d]).reshape(
                 [-1 if a == axis else 1 for a in range(len(loops))]
             )
-        index = [np.asarray(_evaluate(owner, e, grids)) for e in amap.results]
-        lows = [int(i.min()) for i in index]
-        highs = [int(i.max()) for i in index]
-    else:
-        lows, highs = [], []
-        for coefficients, constant in linear:  # type: ignore[misc]
-            steps = [c * (ranges[d] - 1) for d, c in coefficients.items()]
-            lows.append(constant + sum(min(0, s) for s in steps))
-            highs.append(constant + sum(max(0, s) for s in steps))
-    for k, (low, high, extent) in enumerate(zip(lows, highs, array.shape, strict=True)):
+        shape = [ranges[d] for d in loops]
+        index = [np.broadcast_to(_evaluate(owner, e, grids), shape) for e in amap.results]
+        _check_bounds(owner, operand, array, amap, [(int(i.min()), int(i.max())) for i in index])
+        return array[tuple(index)], loops
+    bounds = []
+    for coefficients, constant in linear:
+        steps = [c * (ranges[d] - 1) for d, c in coefficients.items()]
+        bounds.append(
+            (constant + sum(min(0, s) for s in steps), constant + sum(max(0, s) for s in steps))
+        )
+    _check_bounds(owner, operand, array, amap, bounds)
+    origin = array[tuple(slice(constant, None) for _, constant in linear)]
+    strides = [
+        sum(c.get(d, 0) * s for (c, _), s in zip(linear, array.strides, strict=True)) for d in loops
+    ]
+    return as_strided(origin, [ranges[d] for d in loops], strides, writeable=False), loops
+
+
+def _check_bounds(
+    owner: str, operand: int, array: np.ndarray, amap: AffineMap, bounds: list[tuple[int, int]]
+) -> None:
+    for k, ((low, high), extent) in enumerate(zip(bounds, array.shape, strict=True)):
         if low < 0 or high >= extent:
             raise InterpretationError(
                 f"{owner}: operand #{operand} ({array.shape}) is read at {low}..{high} in "
                 f"dimension {k} through {amap}"
             )
-    if any(form is None for form in linear):
-        shape = [ranges[d] for d in loops]
-        return array[tuple(np.broadcast_to(i, shape) for i in index)], loops
-    origin = array[tuple(slice(c, None) for _, c in linear)]  # type: ignore[misc]
-    strides = [
-        sum(
-            coefficients.get(d, 0) * s
-            for (coefficients, _), s in zip(linear, array.strides, strict=True)
-        )  # type: ignore[misc]
-        for d in loops
-    ]
-    return as_strided(origin, [ranges[d] for d in loops], strides, writeable=False), loops
 
 
 def _grids(ranges: Sequence[int]) -> list[np.ndarray]:
@@ -1301,11 +1309,9 @@ class TensorConstantFunctions(InterpreterFunctions):
     def run_constant(self, interpreter: Interpreter, op: arith.ConstantOp, args: tuple[()]):
         if not isinstance(op.result.type, TensorType | VectorType):
             return self.scalars.run_constant(interpreter, op, args).values
-        from pconv_mlir.frontend import constant_array
-
         value = op.value
-        if isinstance(value, DenseIntOrFPElementsAttr):
-            return (constant_array(self.ctx or Context(), value),)
+        if isinstance(value, DenseIntOrFPElementsAttr):  # needs no context
+            return (constant_array(self.ctx if self.ctx is not None else Context(), value),)
         if self.ctx is not None:
             return (constant_array(self.ctx, value),)
         raise InterpretationError(f"cannot read constant {value} without its context")

@@ -65,6 +65,13 @@ class Residual(nn.Module):
         return torch.relu(self.bn2(self.conv2(out)) + x)
 
 
+class SliceCat(nn.Module):
+    """Strided slices (tensor.extract_slice) concatenated (tensor.concat)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x[:, 1:, ::2], 2 * x[:, :2, 1::2]], dim=1)
+
+
 class Head(nn.Module):
     """Global average pool, flatten, linear, softmax (a reduction with an argmax inside)."""
 
@@ -100,6 +107,7 @@ SMALL_MODELS = {
     "batchnorm": (lambda: randomise_batch_norms(nn.BatchNorm2d(3)), (3, 5, 5)),
     "relu6": (lambda: nn.ReLU6(), (3, 5, 5)),
     "pool_linear_softmax": (Head, (3, 5, 5)),
+    "slice_cat": (SliceCat, (3, 6, 5)),
 }
 
 
@@ -166,6 +174,27 @@ def test_generic_index_constant_map_and_transposed_output() -> None:
     (got,) = run_ir(text, x, y)
     expected = x[:, 1][None, :] * np.arange(5)[:, None] + y[:, None]
     np.testing.assert_allclose(got, expected, **TOL)
+
+
+def test_generic_gather_maps() -> None:
+    text = """
+    func.func @main(%x: tensor<3xf32>) -> tensor<7xf32> {
+      %e = tensor.empty() : tensor<7xf32>
+      %r = linalg.generic {indexing_maps = [affine_map<(i) -> (i mod 3)>, affine_map<(i) -> (i floordiv 3)>,
+                                            affine_map<(i) -> (i)>],
+                           iterator_types = ["parallel"]}
+          ins(%x, %x : tensor<3xf32>, tensor<3xf32>) outs(%e : tensor<7xf32>) {
+      ^bb0(%a: f32, %b: f32, %o: f32):
+        %s = arith.subf %a, %b : f32
+        linalg.yield %s : f32
+      } -> tensor<7xf32>
+      func.return %r : tensor<7xf32>
+    }
+    """
+    x = np.array([1.0, 10.0, 100.0], np.float32)
+    (got,) = run_ir(text, x)
+    i = np.arange(7)
+    np.testing.assert_array_equal(got, x[i % 3] - x[i // 3])
 
 
 def test_generic_reductions_with_init_select_max_and_last() -> None:

@@ -1,0 +1,252 @@
+"""Benchmark: the 3x3 conv layers of VGG-16 and ResNet-50 at 224x224, one thread.
+
+For every layer, in one run (ratios within a run are what to compare; this machine is noisy):
+
+- `sparse`: pconv with 8 patterns and 1 kernel kept in 3.6 (PatDNN's setting);
+- `patterns`: pconv with 8 patterns and no connectivity pruning;
+- `dense`: the same generator on the dense 9-tap pattern set (every kernel kept);
+- `torch`: PyTorch's own `conv2d` (oneDNN) on the dense layer, `torch.set_num_threads(1)`.
+
+Times are medians of `--repeats` runs after a warm-up. Effective GFLOP/s = dense FLOPs
+(2 * F * C * 9 * OH * OW) / time, so the columns compare directly. Written as a table and as
+CSV. With `--aarch64`, the same layers are compiled for Cortex-A76 and llvm-mca-22's cycle
+estimate of the kernel loop, times its trip count, at 2.84 GHz gives an *estimate* of each
+layer's time on a Snapdragon 855 big core.
+
+    python bench/conv_layers.py                       # VGG-16 and ResNet-50, host
+    python bench/conv_layers.py --quick               # three small layers, smoke test
+    python bench/conv_layers.py --models vgg16 --aarch64
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pconv_mlir.builders import conv2d_module, random_pattern_layer
+from pconv_mlir.dialects.pconv import conv_output_size
+from pconv_mlir.pipeline import Pipeline
+
+A76_GHZ = 2.84
+
+
+@dataclass(frozen=True)
+class Layer:
+    model: str
+    name: str
+    c: int
+    f: int
+    h: int
+    w: int
+    stride: int
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return conv_output_size(self.h, self.stride, 1, 1), conv_output_size(
+            self.w, self.stride, 1, 1
+        )
+
+    @property
+    def dense_flops(self) -> int:
+        oh, ow = self.out_hw
+        return 2 * self.f * self.c * 9 * oh * ow
+
+
+def layers(models: list[str], quick: bool) -> list[Layer]:
+    if quick:
+        return [
+            Layer("quick", "a", 16, 16, 28, 28, 1),
+            Layer("quick", "b", 32, 24, 14, 14, 2),
+            Layer("quick", "c", 13, 7, 9, 9, 1),
+        ]
+    from pconv_mlir.models import conv3x3_layers
+
+    return [
+        Layer(m, l.name, l.C, l.F, l.H, l.W, l.stride)
+        for m in models
+        for l in conv3x3_layers(m, 224)
+    ]
+
+
+def layer_weights(layer: Layer, variant: str, rng: np.random.Generator):
+    """(patterns, ids, weight) of one variant of a layer."""
+    if variant == "dense":
+        weight = rng.standard_normal((layer.f, layer.c, 3, 3)).astype(np.float32)
+        return [tuple(range(9))], np.zeros((layer.f, layer.c), dtype=np.int64), weight
+    rate = 3.6 if variant == "sparse" else 1.0
+    return random_pattern_layer(rng, layer.f, layer.c, 8, rate)
+
+
+def build(layer: Layer, variant: str, target: str, schedule: dict[str, int], seed: int):
+    """The lowered module of one layer variant, and its weights."""
+    rng = np.random.default_rng(seed)
+    patterns, ids, weight = layer_weights(layer, variant, rng)
+    bias = rng.standard_normal(layer.f).astype(np.float32)
+    module = conv2d_module(
+        (1, layer.c, layer.h, layer.w), weight, bias, patterns, ids,
+        (layer.stride, layer.stride), (1, 1),
+    )  # fmt: skip
+    options = " ".join(f"{k}={v}" for k, v in schedule.items())
+    Pipeline(f"pconv-fkr,pconv-fkw-pack{{{options}}},convert-pconv-to-loops,pconv-lre").run(module)
+    return module, weight, bias, ids
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_pconv(layer: Layer, variant: str, schedule: dict[str, int], repeats: int, seed: int):
+    from pconv_mlir.runtime import build_runner
+
+    module, weight, bias, ids = build(layer, variant, "host", schedule, seed)
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal((1, layer.c, layer.h, layer.w)).astype(np.float32)
+    oh, ow = layer.out_hw
+    out = np.zeros((1, layer.f, oh, ow), dtype=np.float32)
+    with build_runner(module, target="host") as runner:
+        seconds = median_time(lambda: runner.call("conv", x, bias, out), repeats)
+    kept = int((ids >= 0).sum())
+    return seconds, kept
+
+
+def time_torch(layer: Layer, repeats: int, seed: int) -> float:
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, layer.c, layer.h, layer.w, generator=g)
+    w = torch.randn(layer.f, layer.c, 3, 3, generator=g)
+    b = torch.randn(layer.f, generator=g)
+    with torch.no_grad():
+        return median_time(lambda: F.conv2d(x, w, b, stride=layer.stride, padding=1), repeats)
+
+
+def mca_estimate(layer: Layer, variant: str, schedule: dict[str, int], seed: int) -> float:
+    """Estimated milliseconds on Cortex-A76: llvm-mca cycles of the kernel loop x trip count."""
+    from pconv_mlir.lowering.llvm import lower_to_llvm_ir
+    from pconv_mlir.runtime import llvm_mca_report
+
+    module, _, _, ids = build(layer, variant, "aarch64", schedule, seed)
+    report = llvm_mca_report(lower_to_llvm_ir(module, target="aarch64"), function="conv")
+    per_kernel = report.total_cycles / report.iterations
+    oh, ow = layer.out_hw
+    tiles = -(-oh // schedule["unroll_rows"]) * -(
+        -ow // (schedule["vector_width"] * schedule["unroll_cols"])
+    )
+    cycles = tiles * int((ids >= 0).sum()) * per_kernel
+    return cycles / (A76_GHZ * 1e9) * 1e3
+
+
+def gflops(layer: Layer, seconds: float) -> float:
+    return layer.dense_flops / seconds / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="vgg16,resnet50")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="three small layers, for a smoke test")
+    parser.add_argument("--aarch64", action="store_true", help="add the llvm-mca estimate table")
+    parser.add_argument("--vector-width", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=3)
+    parser.add_argument("--cols", type=int, default=2)
+    parser.add_argument("--csv", default="bench/results/conv_layers.csv")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    schedule = {
+        "vector_width": args.vector_width,
+        "unroll_rows": args.rows,
+        "unroll_cols": args.cols,
+    }
+    todo = layers(args.models.split(","), args.quick)
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, one thread; "
+        f"schedule {schedule}; median of {args.repeats}"
+    )
+    header = (
+        f"{'layer':<22} {'C':>4} {'F':>4} {'HxW':>7} {'s':>1} | {'torch':>8} {'dense':>8} "
+        f"{'pattern':>8} {'sparse':>8} ms | {'torch':>6} {'sparse':>6} GF/s | "
+        f"{'sp/torch':>8} {'sp/dense':>8} {'pat/dense':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for i, layer in enumerate(todo):
+        seed = args.seed + i
+        torch_s = time_torch(layer, args.repeats, seed)
+        dense_s, _ = time_pconv(layer, "dense", schedule, args.repeats, seed)
+        pattern_s, _ = time_pconv(layer, "patterns", schedule, args.repeats, seed)
+        sparse_s, kept = time_pconv(layer, "sparse", schedule, args.repeats, seed)
+        row = {
+            "model": layer.model, "layer": layer.name, "C": layer.c, "F": layer.f,
+            "H": layer.h, "W": layer.w, "stride": layer.stride,
+            "torch_ms": torch_s * 1e3, "dense_ms": dense_s * 1e3,
+            "patterns_ms": pattern_s * 1e3, "sparse_ms": sparse_s * 1e3,
+            "torch_gflops": gflops(layer, torch_s), "dense_gflops": gflops(layer, dense_s),
+            "patterns_gflops": gflops(layer, pattern_s), "sparse_gflops": gflops(layer, sparse_s),
+            "sparse_vs_torch": torch_s / sparse_s, "sparse_vs_dense": dense_s / sparse_s,
+            "patterns_vs_dense": dense_s / pattern_s, "kernels_kept": kept,
+        }  # fmt: skip
+        rows.append(row)
+        print(
+            f"{layer.model + ':' + layer.name:<22} {layer.c:>4} {layer.f:>4} "
+            f"{layer.h:>3}x{layer.w:<3} {layer.stride:>1} | {row['torch_ms']:8.2f} "
+            f"{row['dense_ms']:8.2f} {row['patterns_ms']:8.2f} {row['sparse_ms']:8.2f}    | "
+            f"{row['torch_gflops']:6.1f} {row['sparse_gflops']:6.1f}      | "
+            f"{row['sparse_vs_torch']:7.2f}x {row['sparse_vs_dense']:7.2f}x "
+            f"{row['patterns_vs_dense']:8.2f}x",
+            flush=True,
+        )
+    if len(rows) > 1:
+        geo = {
+            k: float(np.exp(np.mean(np.log([r[k] for r in rows]))))
+            for k in ("sparse_vs_torch", "sparse_vs_dense", "patterns_vs_dense")
+        }
+        print(
+            f"geometric mean: sparse/torch {geo['sparse_vs_torch']:.2f}x, sparse/dense "
+            f"{geo['sparse_vs_dense']:.2f}x, patterns/dense {geo['patterns_vs_dense']:.2f}x"
+        )
+
+    if args.aarch64:
+        arm = {**schedule, "vector_width": 4}
+        print(f"\n# aarch64 Cortex-A76 at {A76_GHZ} GHz: llvm-mca-22 ESTIMATE, not a measurement")
+        print(f"{'layer':<22} | {'dense':>8} {'sparse':>8} ms (est.) | {'sp/dense':>8}")
+        for i, (layer, row) in enumerate(zip(todo, rows, strict=True)):
+            dense_ms = mca_estimate(layer, "dense", arm, args.seed + i)
+            sparse_ms = mca_estimate(layer, "sparse", arm, args.seed + i)
+            row.update({"a76_est_dense_ms": dense_ms, "a76_est_sparse_ms": sparse_ms})
+            print(
+                f"{layer.model + ':' + layer.name:<22} | {dense_ms:8.2f} {sparse_ms:8.2f}"
+                f"           | {dense_ms / sparse_ms:7.2f}x",
+                flush=True,
+            )
+
+    path = Path(args.csv)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
