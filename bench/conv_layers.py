@@ -71,9 +71,9 @@ def layers(models: list[str], quick: bool) -> list[Layer]:
     from pconv_mlir.models import conv3x3_layers
 
     return [
-        Layer(m, l.name, l.C, l.F, l.H, l.W, l.stride)
+        Layer(m, conv.name, conv.C, conv.F, conv.H, conv.W, conv.stride)
         for m in models
-        for l in conv3x3_layers(m, 224)
+        for conv in conv3x3_layers(m, 224)
     ]
 
 
@@ -143,7 +143,9 @@ def mca_estimate(layer: Layer, variant: str, schedule: dict[str, int], seed: int
     from pconv_mlir.runtime import llvm_mca_report
 
     module, _, _, ids = build(layer, variant, "aarch64", schedule, seed)
-    report = llvm_mca_report(lower_to_llvm_ir(module, target="aarch64"), function="conv")
+    report = llvm_mca_report(
+        lower_to_llvm_ir(module, target="aarch64"), function="conv", hot=r"^fmla"
+    )
     per_kernel = report.total_cycles / report.iterations
     oh, ow = layer.out_hw
     tiles = -(-oh // schedule["unroll_rows"]) * -(

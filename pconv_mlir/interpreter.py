@@ -13,10 +13,13 @@ of a CNN uses, so that the imported model itself is the reference a pass must ke
   elementwise named ops, the 2-D convolutions xDSL defines and pooling_nchw_max.
 
 Everything is vectorised. A `linalg.generic` runs its body once on arrays over the whole
-iteration space: each operand is a strided view of its tensor built from its indexing map, a
-reduction is the numpy reduction of the op that combines the accumulator (`addf` -> sum,
-`maximumf` or `cmpf`+`select` -> max, ...), and `acc + a * b` bodies are `np.einsum`
-contractions. Anything else raises an `InterpretationError` naming the op.
+iteration space: each operand is a strided view of its tensor built from its indexing map
+(a gather for `mod` / `floordiv` maps), a reduction is the numpy reduction of the op that
+combines the accumulator (`addf` -> sum, `maximumf` or `cmpf`+`select` -> max, ...), and
+`acc + a * b` bodies (matmul, convolutions) are `np.einsum` contractions, so BLAS. A reduction
+body of another shape (an argmax: two accumulators that meet) runs once per point of the
+reduction loops, in order, on arrays over the parallel loops. An op with no implementation
+raises an `InterpretationError` naming it (and the op whose body holds it).
 
     >>> (y,) = run_function(module, "main", x, ctx=ctx)      # doctest: +SKIP
 """

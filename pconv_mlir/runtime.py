@@ -699,8 +699,12 @@ def llvm_mca_report(
     cpu: str | None = None,
     iterations: int = 100,
     opt_level: int = 3,
+    hot: str | None = None,
 ) -> McaReport:
     """Run llvm-mca-22 on one region of `function` in `code` (LLVM IR, or assembly from clang -S).
+
+    `hot`, a regex, picks the innermost loop with the most instructions matching it (for
+    example `fmla` for the multiply-add loop of a convolution) instead of the longest one.
 
     LLVM IR is first compiled to assembly by clang-22 for `target`/`cpu` at `opt_level`.
     `region` is `innermost-loop` (the innermost loop with the most instructions, as llvm-mca
@@ -723,7 +727,13 @@ def llvm_mca_report(
     if region == "innermost-loop":
         loops = _innermost_loops(body)
         if loops:
-            block = max(loops.values(), key=lambda ls: len(_instructions(ls, comment)))
+
+            def weight(ls: list[str]) -> tuple[int, int]:
+                found = _instructions(ls, comment)
+                matching = sum(bool(re.search(hot, i)) for i in found) if hot else 0
+                return (matching, len(found))
+
+            block = max(loops.values(), key=weight)
     elif region != "function":
         raise ValueError(f"region must be 'innermost-loop' or 'function', not '{region}'")
     instructions = _instructions(block, comment)
