@@ -35,8 +35,14 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return PconvLrePass
 
+    def get_tune() -> type[ModulePass]:
+        from pconv_mlir.passes.pconv_tune import PconvTunePass
+
+        return PconvTunePass
+
     return {
         "convert-pconv-to-loops": get_to_loops,
+        "pconv-tune": get_tune,
         "pconv-lre": get_lre,
         "pconv-from-linalg": get_from_linalg,
         "pconv-fkr": get_fkr,

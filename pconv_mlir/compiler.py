@@ -58,6 +58,9 @@ class CompileOptions:
     """Vectors per row in the register tile."""
     lre: bool = True
     """Run pconv-lre."""
+    tune: bool = False
+    """Choose each conv's register tile with pconv-tune (measured on the host; llvm-mca for
+    aarch64). Slower to compile: about ten builds per conv."""
     opt_level: int = 3
     cpu: str | None = None
     """clang `-march`/`-mcpu`; default `native` on the host, `cortex-a76` for aarch64."""
@@ -102,8 +105,13 @@ class CompileOptions:
             f"pconv-fkr{{group_size={self.group_size}}}",
             f"pconv-fkw-pack{{vector_width={self.width_for(target)} "
             f"unroll_rows={self.unroll_rows} unroll_cols={self.unroll_cols}}}",
-            "convert-pconv-to-loops",
         ]
+        if self.tune:
+            tune_target = "aarch64" if target == "aarch64" else "host"
+            passes.append(
+                f"pconv-tune{{target={tune_target} vector_width={self.width_for(target)}}}"
+            )
+        passes.append("convert-pconv-to-loops")
         if self.lre:
             passes.append("pconv-lre")
         return ",".join(passes)

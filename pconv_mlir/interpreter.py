@@ -10,7 +10,9 @@ of a CNN uses, so that the imported model itself is the reference a pass must ke
 - `tensor`: empty, pad, collapse_shape, expand_shape, extract_slice, insert_slice, cast, dim,
   extract, insert, from_elements, splat, reshape, concat;
 - `linalg`: generic (with `linalg.index`), reduce, fill, broadcast, transpose, matmul, the
-  elementwise named ops, the 2-D convolutions xDSL defines and pooling_nchw_max.
+  elementwise named ops, the 2-D convolutions xDSL defines and pooling_nchw_max. The named
+  ops xDSL lacks (depthwise_conv_2d_nchw_chw, batch_matmul, pooling_nchw_sum, ...) reach us
+  as `linalg.generic`: `import_torch` generalises them.
 
 Everything is vectorised. A `linalg.generic` runs its body once on arrays over the whole
 iteration space: each operand is a strided view of its tensor built from its indexing map
@@ -365,13 +367,13 @@ _ELEMENTWISE: dict[type[Operation], _Fn] = {
 
 def _run_elementwise(fn: _Fn, op: Operation, args: tuple[Any, ...]) -> tuple[Any, ...]:
     arrays = [np.asarray(a, dtype=_dtype(v.type)) for a, v in zip(args, op.operands, strict=True)]
-    with np.errstate(all="ignore"):  # MLIR gives inf / nan quietly
+    with np.errstate(all="ignore"):  # MLIR gives inf / nan quietly, casts included
         results = fn(op, *arrays)
-    results = results if isinstance(results, tuple) else (results,)
-    out = [
-        np.asarray(r).astype(_dtype(v.type), copy=False)
-        for r, v in zip(results, op.results, strict=True)
-    ]
+        results = results if isinstance(results, tuple) else (results,)
+        out = [
+            np.asarray(r).astype(_dtype(v.type), copy=False)
+            for r, v in zip(results, op.results, strict=True)
+        ]
     if not any(isinstance(a, np.ndarray) for a in args):
         return tuple(r.item() if r.ndim == 0 else r for r in out)  # scalars stay Python values
     return tuple(out)

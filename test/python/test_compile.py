@@ -1,0 +1,117 @@
+"""pconv_mlir.compile: a torch model to a native artifact that computes what the model computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import pconv_mlir
+from pconv_mlir import pruning
+from pconv_mlir.diagnostics import PconvError
+
+
+def small_cnn() -> nn.Module:
+    """Stride-2 and padding-0 3x3 convs, a 1x1 conv, pooling and a linear head."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 13, 3, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(13, 13, 3, padding=1),
+        nn.Conv2d(13, 6, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 10),
+    ).eval()
+    pruning.prune_model(model, patterns=4, connectivity=2.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    return small_cnn()
+
+
+def test_host_artifact_matches_the_model(model, tmp_path):
+    x = torch.randn(2, 3, 15, 17)
+    artifact = pconv_mlir.compile(model, x)
+    try:
+        assert artifact.input_shapes == [(2, 3, 15, 17)] and artifact.output_shapes == [(2, 10)]
+        np.testing.assert_allclose(artifact(x), model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+        # Every 3x3 conv went through the pconv path; nothing was left as a linalg 3x3 conv.
+        assert artifact.mlir.count("vector.fma") > 0
+        saved = artifact.save(tmp_path / "out")
+        assert {p.name for p in saved.iterdir()} == {"forward.so", "forward.h", "forward.ll"}
+        assert "void forward(const float *in0, float *out0);" in (saved / "forward.h").read_text()
+    finally:
+        artifact.close()
+
+
+def test_aarch64_artifact_runs_under_qemu(model, need_tool):
+    need_tool("qemu-aarch64")
+    x = torch.randn(1, 3, 9, 9)
+    artifact = pconv_mlir.compile(model, x, target="aarch64")
+    try:
+        np.testing.assert_allclose(artifact(x), model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+    finally:
+        artifact.close()
+
+
+def test_infer_mode_never_changes_weights_but_project_does(model):
+    x = torch.randn(1, 3, 11, 11)
+    dense_model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU()).eval()
+    with pytest.raises(PconvError, match=r"kernel \(0, 0\) has 9 nonzero taps"):
+        pconv_mlir.compile(dense_model, x)
+    projected = pconv_mlir.compile(dense_model, x, mode="project", patterns=2, connectivity=1.5)
+    dense = pconv_mlir.compile(dense_model, x, mode="dense")
+    try:
+        reference = dense_model(x).detach().numpy()
+        np.testing.assert_allclose(dense(x), reference, rtol=1e-4, atol=1e-5)
+        assert not np.allclose(projected(x), reference, atol=1e-3)
+    finally:
+        projected.close()
+        dense.close()
+
+
+def test_tuned_artifact_matches(model):
+    x = torch.randn(1, 3, 8, 8)
+    artifact = pconv_mlir.compile(model, x, tune=True)
+    try:
+        np.testing.assert_allclose(artifact(x), model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+    finally:
+        artifact.close()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"mode": "fast"}, "mode 'fast' is not one of infer, project, dense"),
+        ({"vector_width": 6}, "vector_width = 6 is not a power of two"),
+        ({"patterns": 0}, "patterns = 0 is outside 1..56"),
+        ({"unroll": 2}, "unknown option 'unroll'"),
+    ],
+)
+def test_bad_options_fail_early_with_one_sentence(options, message):
+    with pytest.raises(ValueError, match=message):
+        pconv_mlir.compile("func.func @f() { func.return }", **options)
+
+
+def test_mlir_text_input():
+    text = """
+    func.func @conv(%x: tensor<1x1x5x5xf32>) -> tensor<1x1x5x5xf32> {
+      %w = arith.constant dense<[[[[0.0, 1.0, 0.0], [2.0, 3.0, 4.0], [0.0, 0.0, 0.0]]]]> : tensor<1x1x3x3xf32>
+      %y = pconv.conv2d %x, %w patterns <[[1, 3, 4, 5]], taps = 4> kernel_patterns dense<0> : tensor<1x1xi8> strides [1, 1] padding [1, 1] dilation [1, 1] : (tensor<1x1x5x5xf32>, tensor<1x1x3x3xf32>) -> tensor<1x1x5x5xf32>
+      func.return %y : tensor<1x1x5x5xf32>
+    }
+    """
+    artifact = pconv_mlir.compile(text)
+    try:
+        x = np.arange(25, dtype=np.float32).reshape(1, 1, 5, 5)
+        weight = torch.tensor([[[[0.0, 1.0, 0.0], [2.0, 3.0, 4.0], [0.0, 0.0, 0.0]]]])
+        expected = torch.nn.functional.conv2d(torch.from_numpy(x), weight, padding=1).numpy()
+        np.testing.assert_allclose(artifact(x), expected, rtol=1e-6)
+    finally:
+        artifact.close()
