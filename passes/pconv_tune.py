@@ -37,7 +37,6 @@ from xdsl.rewriter import Rewriter
 from pconv_mlir.diagnostics import op_location
 from pconv_mlir.dialects.pconv import FkwConv2dOp, ScheduleAttr
 
-
 TILES = ((2, 1), (4, 1), (6, 1), (8, 1), (2, 2), (3, 2), (4, 2), (2, 3), (3, 3))
 """The (rows, vectors per row) register tiles tried, before the `max_acc` limit."""
 

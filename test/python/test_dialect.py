@@ -6,12 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from pconv_mlir.dialects.pconv import (
-    FkwConv2dOp,
-    PatternSetAttr,
-    ScheduleAttr,
-    conv_output_size,
-)
 from xdsl.builder import ImplicitBuilder
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
@@ -25,6 +19,12 @@ from xdsl.utils.exceptions import VerifyException
 from pconv_mlir import reference
 from pconv_mlir.builders import conv2d_module, dense_constant, random_pattern_layer
 from pconv_mlir.diagnostics import parse_module
+from pconv_mlir.dialects.pconv import (
+    FkwConv2dOp,
+    PatternSetAttr,
+    ScheduleAttr,
+    conv_output_size,
+)
 from pconv_mlir.interpreter import run_function
 from pconv_mlir.pipeline import make_context, print_module, run_pipeline
 

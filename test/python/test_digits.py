@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pconv_mlir.models.digits import QUICK, DigitsCNN, report, run
 
+from pconv_mlir.models.digits import QUICK, DigitsCNN, report, run
 from pconv_mlir.pruning import kept_kernel_count, pattern_ids, prunable_convs
 
 QUICK_TOLERANCE = 2.0
