@@ -1,0 +1,80 @@
+"""pconv-from-linalg keeps the numbers: the rewritten module computes what torch computes."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from pconv_mlir import models, pruning
+from pconv_mlir.dialects.pconv import Conv2dOp
+from pconv_mlir.frontend import import_torch, make_context
+from pconv_mlir.interpreter import run_function
+from pconv_mlir.pipeline import Pipeline
+
+
+def strided_cnn() -> nn.Module:
+    """3x3 convs with stride 2 and padding 0 and 1, a 1x1 conv, ReLU, pooling, a linear head."""
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(3, 7, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(7, 11, 3, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(11, 9, 3, stride=2, padding=1),
+        nn.Conv2d(9, 9, 1),
+        nn.ReLU(),
+        nn.Conv2d(9, 5, 3),
+        nn.Flatten(),
+        nn.LazyLinear(4),
+    ).eval()
+
+
+def rewrite(model: nn.Module, x: torch.Tensor, spec: str):
+    ctx = make_context(own_resources=True)
+    module = import_torch(model, x, ctx=ctx)
+    Pipeline(spec).run(module, ctx)
+    return module, ctx
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_infer_mode_matches_torch(batch):
+    model = strided_cnn()
+    x = torch.randn(batch, 3, 17, 15)
+    model(x)  # materialise the lazy linear layer
+    pruning.prune_model(model, patterns=6, connectivity=2.5)
+    module, ctx = rewrite(model, x, "pconv-from-linalg")
+    convs = [op for op in module.walk() if isinstance(op, Conv2dOp)]
+    assert len(convs) == 4
+    assert {tuple(op.strides.get_values()) for op in convs} == {(1, 1), (2, 2)}
+    assert {tuple(op.padding.get_values()) for op in convs} == {(0, 0), (1, 1)}
+    assert sum(op.relu is not None for op in convs) == 2
+    (got,) = run_function(module, "main", x.numpy(), ctx=ctx)
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_project_mode_is_prune_model():
+    """The one-shot projection of the pass is `pruning.prune_model` with the same settings."""
+    model = strided_cnn()
+    x = torch.randn(1, 3, 17, 15)
+    model(x)
+    module, ctx = rewrite(model, x, "pconv-from-linalg{mode=project patterns=5 connectivity=3.0}")
+    reference = copy.deepcopy(model)
+    pruning.prune_model(reference, patterns=5, connectivity=3.0)
+    (got,) = run_function(module, "main", x.numpy(), ctx=ctx)
+    np.testing.assert_allclose(got, reference(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got, model(x).detach().numpy(), atol=1e-3)
+
+
+def test_vgg16_every_3x3_conv_becomes_pconv_with_8_patterns():
+    torch.manual_seed(0)
+    model = models.vgg16(num_classes=10, input_size=32)
+    pruning.prune_model(model, patterns=8, connectivity=3.6)
+    module, _ = rewrite(model, torch.randn(1, 3, 32, 32), "pconv-from-linalg")
+    convs = [op for op in module.walk() if isinstance(op, Conv2dOp)]
+    assert len(convs) == 13
+    assert all(len(op.patterns) == 8 for op in convs)
+    assert not [op for op in module.walk() if op.name == "linalg.conv_2d_nchw_fchw"]
