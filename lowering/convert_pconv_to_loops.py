@@ -203,26 +203,36 @@ def _emit_conv(
     zero_f = emit.f32_const(0.0)
     vtype = VectorType(f32, [geo.vector])
 
-    # The padded, phase-split input: xp[n, c, y, q, j] holds padded pixel (y, j * sw + q).
-    xp_type = MemRefType(f32, [geo.n, geo.c, geo.padded_rows, geo.sw, geo.phase_cols])
-    xp = memref.AllocOp.get(f32, shape=xp_type.get_shape()).memref
+    # The padded, phase-split input, flat: element (n, c, y, q, j) is padded pixel
+    # (y, j * sw + q) at n * s_n + c * s_c + y * s_y + q * s_q + j. Flat, so that every load of
+    # a kernel is one base address plus a constant.
+    s_q = geo.phase_cols
+    s_y = geo.sw * s_q
+    s_c = geo.padded_rows * s_y
+    s_n = geo.c * s_c
+    xp = memref.AllocOp.get(f32, shape=[geo.n * s_n]).memref
     linalg.FillOp((zero_f,), (xp,), ())
 
-    def copy_row(nv: SSAValue) -> None:
+    def copy_image(nv: SSAValue) -> None:
+        n_base = emit.mul(nv, s_n)
+
         def per_channel(cv: SSAValue) -> None:
+            c_base = arith.AddiOp(n_base, emit.mul(cv, s_c)).result
+
             def per_row(iy: SSAValue) -> None:
-                y = emit.add(iy, geo.ph)
+                row_base = arith.AddiOp(c_base, emit.mul(emit.add(iy, geo.ph), s_y)).result
 
                 def per_col(ix: SSAValue) -> None:
                     value = memref.LoadOp.get(x, [nv, cv, iy, ix]).res
                     col = emit.add(ix, geo.pw)
                     if geo.sw == 1:
-                        memref.StoreOp.get(value, xp, [nv, cv, y, zero_i, col])
+                        offset = col
                     else:
                         sw = emit.const(geo.sw)
                         q = arith.RemUIOp(col, sw).result
                         j = arith.DivUIOp(col, sw).result
-                        memref.StoreOp.get(value, xp, [nv, cv, y, q, j])
+                        offset = arith.AddiOp(emit.mul(q, s_q), j).result
+                    memref.StoreOp.get(value, xp, [arith.AddiOp(row_base, offset).result])
 
                 _for(zero_i, emit.const(geo.w), one, [], lambda iv: per_col(iv))
 
@@ -230,7 +240,8 @@ def _emit_conv(
 
         _for(zero_i, emit.const(geo.c), one, [], lambda iv: per_channel(iv))
 
-    _for(zero_i, emit.const(geo.n), one, [], lambda iv: copy_row(iv))
+    _for(zero_i, emit.const(geo.n), one, [], lambda iv: copy_image(iv))
+    strides = (s_c, s_y, s_q)
 
     out_type = MemRefType(f32, [geo.n, geo.f, geo.oh, geo.ow])
     out = memref.AllocOp.get(f32, shape=out_type.get_shape()).memref
@@ -248,6 +259,10 @@ def _emit_conv(
             y_base = emit.mul(oh0, geo.sh)
 
             def per_col_tile(ow0: SSAValue) -> None:
+                tile_base = arith.AddiOp(
+                    arith.AddiOp(emit.mul(nv, s_n), emit.mul(y_base, s_y)).result, ow0
+                ).result
+
                 def per_filter(i: SSAValue) -> None:
                     fv = emit.load_index(reorder, [i])
                     if bias is not None:
@@ -261,7 +276,7 @@ def _emit_conv(
                         run = _for(
                             lo, hi, one, accs,
                             lambda k, *acc, p=p: _kernel_body(
-                                emit, k, list(acc), nv, y_base, ow0, taps[p], geo, xp, idx,
+                                emit, k, list(acc), tile_base, taps[p], geo, xp, strides, idx,
                                 weight, vtype,
                             ),
                         )  # fmt: skip
@@ -301,18 +316,21 @@ def _kernel_body(
     emit: _Emitter,
     k: SSAValue,
     accs: list[SSAValue],
-    nv: SSAValue,
-    y_base: SSAValue,
-    ow0: SSAValue,
+    tile_base: SSAValue,
     taps: list[tuple[int, int, int]],
     geo: ConvGeometry,
     xp: SSAValue,
+    strides: tuple[int, int, int],
     idx: SSAValue,
     weight: SSAValue,
     vtype: VectorType,
 ) -> list[SSAValue]:
-    """One kernel of a run: `taps` x rows x column vectors multiply-adds, loads not shared."""
+    """One kernel of a run: `taps` x rows x column vectors multiply-adds, loads not shared.
+
+    Every load is `base + constant`, with `base` the kernel's channel in this tile."""
+    s_c, s_y, s_q = strides
     channel = emit.load_index(idx, [k])
+    base = arith.AddiOp(emit.mul(channel, s_c), tile_base).result
     weights = [
         vector.BroadcastOp(memref.LoadOp.get(weight, [k, emit.const(t)]).res, vtype).vector
         for t in range(len(taps))
@@ -322,9 +340,8 @@ def _kernel_body(
         for u in range(geo.cols):
             slot = r * geo.cols + u
             for t, (row_offset, phase, col_offset) in enumerate(taps):
-                y = emit.add(y_base, r * geo.sh + row_offset)
-                j = emit.add(ow0, u * geo.vector + col_offset)
-                loaded = vector.LoadOp(xp, [nv, channel, y, emit.const(phase), j], vtype).result
+                offset = (r * geo.sh + row_offset) * s_y + phase * s_q + u * geo.vector + col_offset
+                loaded = vector.LoadOp(xp, [emit.add(base, offset)], vtype).result
                 out[slot] = vector.FMAOp(loaded, weights[t], out[slot]).res
     return out
 
