@@ -178,10 +178,14 @@ class ScheduleAttr(ParametrizedAttribute):
     """The register tile of one FKW convolution: chosen per layer by the tuner.
 
     `vector_width` lanes along the output row, `unroll_rows` output rows and `unroll_cols`
-    vectors per row held in registers while a filter's kernels stream past. Omitted keys take
-    their defaults.
+    vectors per row held in registers while a filter's kernels stream past; each output vector
+    is summed in `partial_sums` independent accumulators (taps alternate between them) so that
+    multiply-adds do not wait on one another; `unroll_filters` consecutive stored filters run
+    their kernel loops in lock-step (FKR puts filters of the same length and pattern mix next
+    to each other), so there are fewer loop exits per kernel. Omitted keys take their defaults.
 
-        #pconv.schedule<vector_width = 8, unroll_rows = 4, unroll_cols = 2>
+        #pconv.schedule<vector_width = 8, unroll_rows = 4, unroll_cols = 2, partial_sums = 1,
+                        unroll_filters = 1>
     """
 
     name = "pconv.schedule"
@@ -189,11 +193,15 @@ class ScheduleAttr(ParametrizedAttribute):
     vector_width: IntAttr
     unroll_rows: IntAttr
     unroll_cols: IntAttr
+    partial_sums: IntAttr
+    unroll_filters: IntAttr
 
     DEFAULTS: ClassVar[dict[str, int]] = {
         "vector_width": 8,
         "unroll_rows": 4,
         "unroll_cols": 2,
+        "partial_sums": 1,
+        "unroll_filters": 1,
     }
 
     @staticmethod

@@ -93,6 +93,8 @@ class ConvGeometry:
     rows: int  # R
     vector: int  # V
     cols: int  # U
+    partials: int = 1  # P: partial sums per output vector (independent multiply-add chains)
+    filters_together: int = 1  # G: stored filters computed in lock-step
 
     @property
     def oh_tiled(self) -> int:
@@ -175,6 +177,8 @@ class _LowerFkwConv(RewritePattern):
             n, c, h, w, f, oh, ow, sh, sw, ph, pw, dh, dw,
             rows=schedule["unroll_rows"], vector=schedule["vector_width"],
             cols=schedule["unroll_cols"],
+            partials=schedule["partial_sums"],
+            filters_together=schedule["unroll_filters"],
         )  # fmt: skip
         patterns = op.patterns.patterns
         emit = _Emitter()
@@ -263,36 +267,83 @@ def _emit_conv(
                     arith.AddiOp(emit.mul(nv, s_n), emit.mul(y_base, s_y)).result, ow0
                 ).result
 
-                def per_filter(i: SSAValue) -> None:
-                    fv = emit.load_index(reorder, [i])
-                    if bias is not None:
-                        start = vector.BroadcastOp(memref.LoadOp.get(bias, [fv]).res, vtype).vector
-                    else:
-                        start = vector.BroadcastOp(zero_f, vtype).vector
-                    accs = [start] * (geo.rows * geo.cols)
+                def filter_group(first: SSAValue, size: int) -> None:
+                    """Stored filters first .. first + size - 1 in lock-step: per pattern, one
+                    loop over the kernels all of them have, then each one's remainder."""
+                    group = [first] + [emit.add(first, g) for g in range(1, size)]
+                    per = geo.rows * geo.cols * geo.partials
+                    fvs, accs = [], []
+                    for i in group:
+                        fv = emit.load_index(reorder, [i])
+                        fvs.append(fv)
+                        if bias is not None:
+                            start = memref.LoadOp.get(bias, [fv]).res
+                            start = vector.BroadcastOp(start, vtype).vector
+                        else:
+                            start = vector.BroadcastOp(zero_f, vtype).vector
+                        zero_v = vector.BroadcastOp(zero_f, vtype).vector
+                        accs += [
+                            start if q == 0 else zero_v
+                            for _ in range(geo.rows * geo.cols)
+                            for q in range(geo.partials)
+                        ]
                     for p in range(k_count):
-                        lo = emit.load_index(stride, [i, emit.const(p)])
-                        hi = emit.load_index(stride, [i, emit.const(p + 1)])
-                        run = _for(
-                            lo, hi, one, accs,
-                            lambda k, *acc, p=p: _kernel_body(
-                                emit, k, list(acc), tile_base, taps[p], geo, xp, strides, idx,
-                                weight, vtype,
-                            ),
-                        )  # fmt: skip
-                        accs = list(run.results)
-                    for r in range(geo.rows):
-                        row = emit.add(oh0, r)
-                        for u in range(geo.cols):
-                            value = accs[r * geo.cols + u]
-                            if relu:
-                                value = arith.MaximumfOp(
-                                    value, vector.BroadcastOp(zero_f, vtype).vector
-                                ).result
-                            col = emit.add(ow0, u * geo.vector)
-                            vector.StoreOp(value, target, [nv, fv, row, col])
+                        los = [emit.load_index(stride, [i, emit.const(p)]) for i in group]
+                        his = [emit.load_index(stride, [i, emit.const(p + 1)]) for i in group]
+                        if size > 1:
+                            common = arith.SubiOp(his[0], los[0]).result
+                            for lo, hi in zip(los[1:], his[1:], strict=True):
+                                length = arith.SubiOp(hi, lo).result
+                                common = arith.MinSIOp(common, length).result
 
-                _for(zero_i, emit.const(geo.f), one, [], lambda iv: per_filter(iv))
+                            def joint(k: SSAValue, *acc: SSAValue, p: int = p, los=los) -> list:
+                                out: list[SSAValue] = []
+                                for g, lo in enumerate(los):
+                                    out += _kernel_body(
+                                        emit, arith.AddiOp(lo, k).result,
+                                        list(acc[g * per : (g + 1) * per]), tile_base, taps[p],
+                                        geo, xp, strides, idx, weight, vtype,
+                                    )  # fmt: skip
+                                return out
+
+                            accs = list(_for(zero_i, common, one, accs, joint).results)
+                            los = [arith.AddiOp(lo, common).result for lo in los]
+                        for g, (lo, hi) in enumerate(zip(los, his, strict=True)):
+                            mine = accs[g * per : (g + 1) * per]
+                            run = _for(
+                                lo, hi, one, mine,
+                                lambda k, *acc, p=p: _kernel_body(
+                                    emit, k, list(acc), tile_base, taps[p], geo, xp, strides,
+                                    idx, weight, vtype,
+                                ),
+                            )  # fmt: skip
+                            accs[g * per : (g + 1) * per] = list(run.results)
+                    for g, fv in enumerate(fvs):
+                        for r in range(geo.rows):
+                            row = emit.add(oh0, r)
+                            for u in range(geo.cols):
+                                slot = g * per + (r * geo.cols + u) * geo.partials
+                                value = accs[slot]
+                                for q in range(1, geo.partials):
+                                    value = arith.AddfOp(value, accs[slot + q]).result
+                                if relu:
+                                    value = arith.MaximumfOp(
+                                        value, vector.BroadcastOp(zero_f, vtype).vector
+                                    ).result
+                                col = emit.add(ow0, u * geo.vector)
+                                vector.StoreOp(value, target, [nv, fv, row, col])
+
+                size = min(geo.filters_together, geo.f)
+                whole = geo.f - geo.f % size
+                _for(
+                    zero_i, emit.const(whole), emit.const(size), [],
+                    lambda iv: filter_group(iv, size),
+                )  # fmt: skip
+                if whole < geo.f:
+                    _for(
+                        emit.const(whole), emit.const(geo.f), one, [],
+                        lambda iv: filter_group(iv, 1),
+                    )  # fmt: skip
 
             _for(
                 zero_i, emit.const(geo.ow_tiled), emit.const(geo.vector * geo.cols), [],
@@ -338,11 +389,12 @@ def _kernel_body(
     out = list(accs)
     for r in range(geo.rows):
         for u in range(geo.cols):
-            slot = r * geo.cols + u
+            slot = (r * geo.cols + u) * geo.partials
             for t, (row_offset, phase, col_offset) in enumerate(taps):
                 offset = (r * geo.sh + row_offset) * s_y + phase * s_q + u * geo.vector + col_offset
                 loaded = vector.LoadOp(xp, [emit.add(base, offset)], vtype).result
-                out[slot] = vector.FMAOp(loaded, weights[t], out[slot]).res
+                part = slot + t % geo.partials
+                out[part] = vector.FMAOp(loaded, weights[t], out[part]).res
     return out
 
 

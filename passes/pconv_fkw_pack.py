@@ -11,7 +11,8 @@ replaced by five constants that hold only what the generated loops read:
 - `weight`  [N, taps]: each kernel's kept weights, in the order of its pattern's taps.
 
 A conv whose weight is not a constant is left alone. Options: the `#pconv.schedule` to attach
-(`vector_width`, `unroll_rows`, `unroll_cols`; defaults until the tuner
+(`vector_width`, `unroll_rows`, `unroll_cols`, `partial_sums`, `unroll_filters`;
+defaults until the tuner
 chooses), `report` (print dense fp32 bytes and FKW bytes of each conv to stderr).
 
     %w = arith.constant dense<...> : tensor<4x3x3x3xf32>
@@ -130,6 +131,8 @@ class PconvFkwPackPass(ModulePass):
     vector_width: int = ScheduleAttr.DEFAULTS["vector_width"]
     unroll_rows: int = ScheduleAttr.DEFAULTS["unroll_rows"]
     unroll_cols: int = ScheduleAttr.DEFAULTS["unroll_cols"]
+    partial_sums: int = ScheduleAttr.DEFAULTS["partial_sums"]
+    unroll_filters: int = ScheduleAttr.DEFAULTS["unroll_filters"]
     report: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
@@ -137,6 +140,8 @@ class PconvFkwPackPass(ModulePass):
             vector_width=self.vector_width,
             unroll_rows=self.unroll_rows,
             unroll_cols=self.unroll_cols,
+            partial_sums=self.partial_sums,
+            unroll_filters=self.unroll_filters,
         )
         PatternRewriteWalker(
             _PackWeights(ctx, schedule, self.report), apply_recursively=False

@@ -71,3 +71,24 @@ func.func @not_packed(%x: tensor<1x1x5x5xf32>, %w: tensor<1x1x3x3xf32>) -> tenso
   %y = pconv.conv2d %x, %w patterns <[[1, 3, 4, 5]], taps = 4> kernel_patterns dense<0> : tensor<1x1xi8> strides [1, 1] padding [1, 1] dilation [1, 1] : (tensor<1x1x5x5xf32>, tensor<1x1x3x3xf32>) -> tensor<1x1x5x5xf32>
   func.return %y : tensor<1x1x5x5xf32>
 }
+
+// Two filters in lock-step (unroll_filters = 2) with two partial sums per output vector: per
+// pattern, one loop over the kernels both filters have (the shorter run, arith.minsi) carrying
+// 2 filters x 1 vector x 2 partial sums, then each filter's remainder.
+// CHECK-LABEL: func.func @lockstep
+// CHECK:         arith.minsi
+// CHECK:         scf.for %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
+// CHECK-COUNT-8: vector.fma
+// CHECK:         scf.yield
+// CHECK:         scf.for %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<4xf32>, vector<4xf32>)
+// CHECK:         scf.for %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<4xf32>, vector<4xf32>)
+// CHECK:         arith.addf
+func.func @lockstep(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
+  %offset = arith.constant dense<[0, 1, 3]> : tensor<3xi32>
+  %reorder = arith.constant dense<[1, 0]> : tensor<2xi32>
+  %index = arith.constant dense<[1, 0, 1]> : tensor<3xi32>
+  %stride = arith.constant dense<[[0, 1, 1], [1, 2, 3]]> : tensor<2x3xi32>
+  %weight = arith.constant dense<1.0> : tensor<3x4xf32>
+  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> schedule <vector_width = 4, unroll_rows = 1, unroll_cols = 1, partial_sums = 2, unroll_filters = 2> strides [1, 1] padding [1, 1] dilation [1, 1] : (tensor<1x2x4x4xf32>, tensor<3xi32>, tensor<2xi32>, tensor<3xi32>, tensor<2x3xi32>, tensor<3x4xf32>) -> tensor<1x2x4x4xf32>
+  func.return %y : tensor<1x2x4x4xf32>
+}

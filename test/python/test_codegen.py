@@ -16,7 +16,7 @@ from pconv_mlir.runtime import build_runner
 
 def random_case(rng: np.random.Generator) -> dict:
     """Channels 1..67, H/W 1..33, stride 1/2, padding 0/1, K 1..12, connectivity 1..8, batch 1..3,
-    and a register tile of 1..4 rows x 1..3 vectors."""
+    a register tile of 1..4 rows x 1..3 vectors, 1..2 partial sums, 1..3 filters in lock-step."""
     h, w = int(rng.integers(1, 34)), int(rng.integers(1, 34))
     stride = int(rng.integers(1, 3))
     padding = 1 if min(h, w) < 3 else int(rng.integers(0, 2))
@@ -34,6 +34,8 @@ def random_case(rng: np.random.Generator) -> dict:
         "relu": bool(rng.integers(0, 2)),
         "rows": int(rng.integers(1, 5)),
         "cols": int(rng.integers(1, 4)),
+        "partials": int(rng.integers(1, 3)),
+        "filters": int(rng.integers(1, 4)),
     }
 
 
@@ -46,7 +48,8 @@ def check_case(case: dict, target: str, vector_width: int, seed: int) -> None:
     module = conv2d_module(x.shape, weight, bias, patterns, ids, (s, s), (p, p), relu=case["relu"])
     Pipeline(
         f"pconv-fkr{{group_size=4}},pconv-fkw-pack{{vector_width={vector_width} "
-        f"unroll_rows={case['rows']} unroll_cols={case['cols']}}},convert-pconv-to-loops,pconv-lre"
+        f"unroll_rows={case['rows']} unroll_cols={case['cols']} partial_sums={case['partials']} "
+        f"unroll_filters={case['filters']}}},convert-pconv-to-loops,pconv-lre"
     ).run(module)
     oh = conv_output_size(case["h"], s, p, 1)
     ow = conv_output_size(case["w"], s, p, 1)
@@ -96,4 +99,6 @@ def test_cases_cover_every_path() -> None:
         assert {c[key] for c in cases} >= values, key
     # Whole tiles and ragged tiles, one-vector and multi-vector tiles.
     assert any(c["rows"] > 1 and c["cols"] > 1 for c in cases)
+    assert {c["partials"] for c in cases} == {1, 2} and {c["filters"] for c in cases} == {1, 2, 3}
+    assert any(c["f"] % c["filters"] for c in cases)  # a ragged last filter group
     assert any(c["w"] < 8 for c in cases) and any(c["c"] > 60 for c in cases)
