@@ -34,6 +34,7 @@ import numpy as np
 
 from pconv_mlir.builders import conv2d_module, random_pattern_layer
 from pconv_mlir.dialects.pconv import conv_output_size
+from pconv_mlir.lowering.convert_pconv_to_loops import tile_count
 from pconv_mlir.pipeline import Pipeline
 
 A76_GHZ = 2.84
@@ -148,9 +149,7 @@ def mca_estimate(layer: Layer, variant: str, schedule: dict[str, int], seed: int
     )
     per_kernel = report.total_cycles / report.iterations
     oh, ow = layer.out_hw
-    tiles = -(-oh // schedule["unroll_rows"]) * -(
-        -ow // (schedule["vector_width"] * schedule["unroll_cols"])
-    )
+    tiles = tile_count(oh, ow, schedule)
     cycles = tiles * int((ids >= 0).sum()) * per_kernel
     return cycles / (A76_GHZ * 1e9) * 1e3
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from xdsl.dialects.arith import ConstantOp
@@ -182,7 +182,8 @@ class ScheduleAttr(ParametrizedAttribute):
     is summed in `partial_sums` independent accumulators (taps alternate between them) so that
     multiply-adds do not wait on one another; `unroll_filters` consecutive stored filters run
     their kernel loops in lock-step (FKR puts filters of the same length and pattern mix next
-    to each other), so there are fewer loop exits per kernel. Omitted keys take their defaults.
+    to each other), so there are fewer loop exits per kernel. The code generator shrinks the tile
+    to the output when the output is smaller. Omitted keys take their defaults.
 
         #pconv.schedule<vector_width = 8, unroll_rows = 4, unroll_cols = 2, partial_sums = 1,
                         unroll_filters = 1>
@@ -275,6 +276,30 @@ def _pair(attr: DenseArrayBase, what: str, minimum: int) -> tuple[int, int]:
 def conv_output_size(size: int, stride: int, padding: int, dilation: int) -> int:
     """Output extent of a 3x3 convolution along one axis."""
     return (size + 2 * padding - dilation * (WINDOW - 1) - 1) // stride + 1
+
+
+def conv_output_shape(
+    x_shape: Sequence[int],
+    filters: int,
+    strides: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[int, int, int, int]:
+    """NCHW result shape of a 3x3 convolution of an input of `x_shape` with `filters` filters."""
+    n, _c, h, w = x_shape
+    oh = conv_output_size(h, strides[0], padding[0], dilation[0])
+    ow = conv_output_size(w, strides[1], padding[1], dilation[1])
+    return (n, filters, oh, ow)
+
+
+def window_of(op: Conv2dOp | FkwConv2dOp) -> dict[str, Any]:
+    """The window of a pconv op as constructor keywords: strides, padding, dilation, relu."""
+    return {
+        "strides": tuple(int(v) for v in op.strides.get_values()),
+        "padding": tuple(int(v) for v in op.padding.get_values()),
+        "dilation": tuple(int(v) for v in op.dilation.get_values()),
+        "relu": op.relu is not None,
+    }
 
 
 def dense_values(value: SSAValue) -> np.ndarray | None:

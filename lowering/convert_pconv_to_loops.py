@@ -126,6 +126,14 @@ class ConvGeometry:
         return dr * self.dh, x % self.sw, x // self.sw
 
 
+def tile_count(oh: int, ow: int, schedule: dict[str, int]) -> int:
+    """Register tiles per image of an OH x OW output under `schedule` (the tile clamped to it)."""
+    width = schedule["vector_width"]
+    rows = min(schedule["unroll_rows"], oh)
+    cols = min(schedule["unroll_cols"], -(-ow // width))
+    return -(-oh // rows) * -(-ow // (width * cols))
+
+
 class _Emitter:
     """Small helpers that build ops at the builder's insertion point."""
 
@@ -173,10 +181,12 @@ class _LowerFkwConv(RewritePattern):
         sh, sw = (int(v) for v in op.strides.get_values())
         ph, pw = (int(v) for v in op.padding.get_values())
         dh, dw = (int(v) for v in op.dilation.get_values())
+        # The tile never exceeds the output: a 7-wide row takes one 8-lane vector, not two.
+        vector_width = schedule["vector_width"]
         geo = ConvGeometry(
             n, c, h, w, f, oh, ow, sh, sw, ph, pw, dh, dw,
-            rows=schedule["unroll_rows"], vector=schedule["vector_width"],
-            cols=schedule["unroll_cols"],
+            rows=min(schedule["unroll_rows"], oh), vector=vector_width,
+            cols=min(schedule["unroll_cols"], -(-ow // vector_width)),
             partials=schedule["partial_sums"],
             filters_together=schedule["unroll_filters"],
         )  # fmt: skip

@@ -38,7 +38,7 @@ from xdsl.pattern_rewriter import (
 )
 
 from pconv_mlir.diagnostics import op_location
-from pconv_mlir.dialects.pconv import Conv2dOp
+from pconv_mlir.dialects.pconv import Conv2dOp, window_of
 
 
 def filter_order(ids: np.ndarray, patterns: int) -> list[int]:
@@ -94,10 +94,7 @@ class _ReorderFilters(RewritePattern):
             op.result.type,
             op.patterns,
             op.kernel_patterns,
-            tuple(op.strides.get_values()),
-            tuple(op.padding.get_values()),
-            tuple(op.dilation.get_values()),
-            op.relu is not None,
+            **window_of(op),
             filter_order=order,
             filter_groups=bounds,
         )

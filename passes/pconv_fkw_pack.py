@@ -44,7 +44,13 @@ from xdsl.pattern_rewriter import (
 from pconv_mlir import reference
 from pconv_mlir.builders import dense_constant
 from pconv_mlir.diagnostics import PconvDiagnostic, op_location
-from pconv_mlir.dialects.pconv import Conv2dOp, FkwConv2dOp, ScheduleAttr, elements_to_numpy
+from pconv_mlir.dialects.pconv import (
+    Conv2dOp,
+    FkwConv2dOp,
+    ScheduleAttr,
+    elements_to_numpy,
+    window_of,
+)
 
 
 def constant_weight(ctx: Context, op: Conv2dOp) -> np.ndarray | None:
@@ -102,10 +108,7 @@ class _PackWeights(RewritePattern):
             op.result.type,
             op.patterns,
             self.schedule,
-            tuple(op.strides.get_values()),
-            tuple(op.padding.get_values()),
-            tuple(op.dilation.get_values()),
-            op.relu is not None,
+            **window_of(op),
             filter_groups=groups,
         )
         for name, constant in zip(

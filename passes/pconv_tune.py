@@ -35,7 +35,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from pconv_mlir.diagnostics import op_location
-from pconv_mlir.dialects.pconv import FkwConv2dOp, ScheduleAttr
+from pconv_mlir.dialects.pconv import FkwConv2dOp, ScheduleAttr, window_of
 
 TILES = ((2, 1), (4, 1), (6, 1), (8, 1), (2, 2), (3, 2), (4, 2), (2, 3), (3, 3))
 """The (rows, vectors per row) register tiles tried, before the `max_acc` limit."""
@@ -92,8 +92,7 @@ def standalone(op: FkwConv2dOp, schedule: ScheduleAttr) -> tuple[ModuleOp, bool]
                     bias = arith.ConstantOp(constant.value, op.bias.type).result
             copy = FkwConv2dOp(
                 args[0], copies, bias, op.result.type, op.patterns, schedule,
-                tuple(op.strides.get_values()), tuple(op.padding.get_values()),
-                tuple(op.dilation.get_values()), op.relu is not None,
+                **window_of(op),
             )  # fmt: skip
             func.ReturnOp(copy.result)
     return module, bias_arg
@@ -129,6 +128,7 @@ def measure_host(op: FkwConv2dOp, schedule: ScheduleAttr, ctx: Context, repeats:
 
 def estimate_aarch64(op: FkwConv2dOp, schedule: ScheduleAttr, ctx: Context) -> float:
     """llvm-mca's Cortex-A76 cycles for `op` with `schedule`: kernel loop x trip count."""
+    from pconv_mlir.lowering.convert_pconv_to_loops import tile_count
     from pconv_mlir.lowering.llvm import lower_to_llvm_ir
     from pconv_mlir.runtime import llvm_mca_report
 
@@ -139,8 +139,7 @@ def estimate_aarch64(op: FkwConv2dOp, schedule: ScheduleAttr, ctx: Context) -> f
     )
     per_kernel = report.total_cycles / report.iterations
     n, _, oh, ow = op.result.type.get_shape()
-    s = schedule.as_dict()
-    tiles = n * -(-oh // s["unroll_rows"]) * -(-ow // (s["vector_width"] * s["unroll_cols"]))
+    tiles = n * tile_count(oh, ow, schedule.as_dict())
     kernels = op.index.type.get_shape()[0]
     return tiles * kernels * per_kernel
 

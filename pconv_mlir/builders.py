@@ -22,7 +22,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import SSAValue
 
 from pconv_mlir import reference
-from pconv_mlir.dialects.pconv import Conv2dOp, PatternSetAttr, conv_output_size
+from pconv_mlir.dialects.pconv import Conv2dOp, PatternSetAttr, conv_output_shape
 
 f32 = Float32Type()
 i32 = IntegerType(32)
@@ -82,16 +82,15 @@ def conv2d_op(
     relu: bool = False,
 ) -> Conv2dOp:
     """A `pconv.conv2d` whose result type is computed from its operands."""
-    n, _c, h, w = x.type.get_shape()
-    f = weight.type.get_shape()[0]
-    oh = conv_output_size(h, strides[0], padding[0], dilation[0])
-    ow = conv_output_size(w, strides[1], padding[1], dilation[1])
+    shape = conv_output_shape(
+        x.type.get_shape(), weight.type.get_shape()[0], strides, padding, dilation
+    )
     ids_attr = pattern_ids_attr(ids)
     return Conv2dOp(
         x,
         weight,
         bias,
-        TensorType(f32, (n, f, oh, ow)),
+        TensorType(f32, shape),
         PatternSetAttr.get(patterns),
         ids_attr,
         strides,
@@ -114,16 +113,14 @@ def conv2d_module(
     name: str = "conv",
 ) -> ModuleOp:
     """`func @conv(%x[, %bias])` with the weight as a constant and one `pconv.conv2d`."""
-    n, c, h, w = x_shape
     f = weight.shape[0]
-    oh = conv_output_size(h, strides[0], padding[0], dilation[0])
-    ow = conv_output_size(w, strides[1], padding[1], dilation[1])
+    out_shape = conv_output_shape(x_shape, f, strides, padding, dilation)
     inputs = [TensorType(f32, tuple(x_shape))]
     if bias is not None:
         inputs.append(TensorType(f32, (f,)))
     module = ModuleOp([])
     with ImplicitBuilder(module.body):
-        fn = func.FuncOp(name, (inputs, [TensorType(f32, (n, f, oh, ow))]))
+        fn = func.FuncOp(name, (inputs, [TensorType(f32, out_shape)]))
         with ImplicitBuilder(fn.body) as args:
             w_const = dense_constant(weight)
             conv = conv2d_op(

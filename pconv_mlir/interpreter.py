@@ -71,21 +71,12 @@ from xdsl.ir.affine import (
 from xdsl.utils.exceptions import InterpretationError
 
 from pconv_mlir import reference
-from pconv_mlir.dialects.pconv import Conv2dOp, FkwConv2dOp
+from pconv_mlir.dialects.pconv import Conv2dOp, FkwConv2dOp, window_of
 from pconv_mlir.frontend import constant_array
 
 # --------------------------------------------------------------------------------------------
 # pconv
 # --------------------------------------------------------------------------------------------
-
-
-def _pairs(op: Conv2dOp | FkwConv2dOp) -> dict[str, Any]:
-    return {
-        "strides": tuple(op.strides.get_values()),
-        "padding": tuple(op.padding.get_values()),
-        "dilation": tuple(op.dilation.get_values()),
-        "relu": op.relu is not None,
-    }
 
 
 @register_impls
@@ -102,7 +93,7 @@ class PconvFunctions(InterpreterFunctions):
             bias,
             op.patterns.patterns,
             op.pattern_ids(),
-            **_pairs(op),
+            **window_of(op),
         )
         return (out,)
 
@@ -111,7 +102,7 @@ class PconvFunctions(InterpreterFunctions):
         x, offset, reorder, index, stride, weight, *rest = (np.asarray(a) for a in args)
         bias = rest[0] if rest else None
         fkw = reference.Fkw(offset, reorder, index, stride, weight)
-        return (reference.fkw_conv2d(x, fkw, bias, op.patterns.patterns, **_pairs(op)),)
+        return (reference.fkw_conv2d(x, fkw, bias, op.patterns.patterns, **window_of(op)),)
 
 
 # --------------------------------------------------------------------------------------------
