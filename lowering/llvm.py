@@ -439,7 +439,8 @@ def translate_to_llvm_ir(llvm_dialect_text: str) -> str:
     return _run_upstream("mlir-translate", ["--mlir-to-llvmir"], llvm_dialect_text)
 
 
-def _prepare(module: ModuleOp, target: str) -> str:
+def prepare_for_mlir_opt(module: ModuleOp, target: str) -> str:
+    """Verify `module`, check it is upstream-only with a C ABI, and print it for mlir-opt."""
     resolve_target(target)
     try:
         module.verify()
@@ -456,7 +457,7 @@ def lower_to_llvm_dialect(module: ModuleOp, *, target: str = "host", opt_level: 
 
     The text is in LLVM 22 syntax, which xDSL may not parse: give it to `translate_to_llvm_ir`.
     """
-    return run_mlir_opt(_prepare(module, target), llvm_pipeline(opt_level))
+    return run_mlir_opt(prepare_for_mlir_opt(module, target), llvm_pipeline(opt_level))
 
 
 def lower_to_llvm_ir(module: ModuleOp, *, target: str = "host", opt_level: int = 3) -> str:

@@ -40,8 +40,14 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return PconvTunePass
 
+    def get_lower_to_llvm() -> type[ModulePass]:
+        from pconv_mlir.lowering.pconv_lower_to_llvm import PconvLowerToLlvmPass
+
+        return PconvLowerToLlvmPass
+
     return {
         "convert-pconv-to-loops": get_to_loops,
+        "pconv-lower-to-llvm": get_lower_to_llvm,
         "pconv-tune": get_tune,
         "pconv-lre": get_lre,
         "pconv-from-linalg": get_from_linalg,

@@ -102,3 +102,35 @@ def test_cases_cover_every_path() -> None:
     assert {c["partials"] for c in cases} == {1, 2} and {c["filters"] for c in cases} == {1, 2, 3}
     assert any(c["f"] % c["filters"] for c in cases)  # a ragged last filter group
     assert any(c["w"] < 8 for c in cases) and any(c["c"] > 60 for c in cases)
+
+
+def test_lower_to_llvm_pass_then_llvm_ir_runs() -> None:
+    """pconv-lower-to-llvm's llvm-dialect module, printed as LLVM IR and compiled, gives torch's
+    answer: the pass is the same CPU pipeline as `build_runner`, in xDSL's hands."""
+    from pconv_mlir.lowering.llvm import function_signatures, lower_to_llvm_ir
+    from pconv_mlir.runtime import build_runner_from_ir
+
+    case = dict(random_case(np.random.default_rng(7)), relu=True, bias=True)
+    rng = np.random.default_rng(0)
+    patterns, ids, weight = random_pattern_layer(rng, case["f"], case["c"], case["k"], case["rate"])
+    bias = rng.standard_normal(case["f"]).astype(np.float32)
+    x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"])).astype(np.float32)
+    s, p = case["stride"], case["padding"]
+    module = conv2d_module(x.shape, weight, bias, patterns, ids, (s, s), (p, p), relu=True)
+    Pipeline("pconv-fkr,pconv-fkw-pack{vector_width=8}").run(module)
+    signatures = function_signatures(module)
+    Pipeline("pconv-lower-to-llvm").run(module, None)
+    assert all(op.name.startswith(("llvm.", "builtin.")) for op in module.walk())
+    out = np.zeros(signatures["conv"].args[-1].shape, dtype=np.float32)
+    with build_runner_from_ir(lower_to_llvm_ir(module), signatures) as runner:
+        runner.call("conv", x, bias, out)
+    expected = torch.relu(
+        F.conv2d(
+            torch.from_numpy(x),
+            torch.from_numpy(weight),
+            torch.from_numpy(bias),
+            stride=s,
+            padding=p,
+        )
+    ).numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)

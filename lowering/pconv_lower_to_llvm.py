@@ -1,0 +1,67 @@
+"""pconv-lower-to-llvm: a module with pconv ops all the way to the llvm dialect.
+
+The CPU pipeline as one pass: `convert-pconv-to-loops` and `pconv-lre` in xDSL (when pconv ops
+are left), then upstream `mlir-opt-22` where xDSL stops (bufferization, vector, memref and func
+to llvm; see `pconv_mlir.lowering.llvm.llvm_pipeline`) for `target`, handed back to xDSL in
+generic form. Ops that xDSL does not define (some LLVM 22 intrinsics) stay as unregistered
+generic ops. `-t llvm` then prints LLVM IR; `pconv_mlir.compile` goes on to clang-22.
+
+Options: `target` (`host`, `aarch64`, `x86_64`), `opt_level` (0 skips canonicalize/cse/licm).
+
+    %y = pconv.fkw_conv2d %x, ... : (tensor<...>, ...) -> tensor<...>
+  becomes
+    llvm.func @conv(%arg0: !llvm.ptr, %arg1: !llvm.ptr) { ... llvm.intr.fmuladd ... }
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.parser import Parser
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import ParseError
+
+
+@dataclass(frozen=True)
+class PconvLowerToLlvmPass(ModulePass):
+    """Lowers pconv and upstream dialects to the llvm dialect (xDSL, then mlir-opt-22).
+
+    See the module docstring for the steps and options.
+    """
+
+    name = "pconv-lower-to-llvm"
+
+    target: str = "host"
+    opt_level: int = 3
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from pconv_mlir.lowering.convert_pconv_to_loops import ConvertPconvToLoopsPass
+        from pconv_mlir.lowering.llvm import (
+            LoweringError,
+            llvm_pipeline,
+            prepare_for_mlir_opt,
+            run_mlir_opt,
+        )
+        from pconv_mlir.passes.pconv_lre import PconvLrePass
+
+        if any(o.name.startswith("pconv.") for o in op.walk()):
+            ConvertPconvToLoopsPass().apply(ctx, op)
+            PconvLrePass().apply(ctx, op)
+        text = run_mlir_opt(
+            prepare_for_mlir_opt(op, self.target),
+            llvm_pipeline(self.opt_level),
+            generic_output=True,
+        )
+        lenient = ctx.clone()
+        lenient.allow_unregistered = True
+        try:
+            lowered = Parser(lenient, text, "<mlir-opt-22>").parse_module()
+        except ParseError as e:
+            raise LoweringError(f"xDSL cannot read mlir-opt-22's output back: {e.msg}") from None
+        for old in list(op.body.block.ops):
+            Rewriter.erase_op(old, safe_erase=False)
+        op.attributes.update(lowered.attributes)
+        Rewriter.inline_block(lowered.body.block, InsertPoint.at_end(op.body.block))
