@@ -1,0 +1,26 @@
+"""The benchmark script runs and writes its table and CSV (speed itself is never asserted)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "conv_layers.py"
+
+
+def test_quick_benchmark_writes_a_table_and_csv(tmp_path, capsys, need_tool):
+    need_tool("llvm-mca")
+    spec = importlib.util.spec_from_file_location("conv_layers", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["conv_layers"] = module
+    spec.loader.exec_module(module)
+    out = tmp_path / "quick.csv"
+    assert module.main(["--quick", "--repeats", "1", "--aarch64", "--csv", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "sp/torch" in printed and "llvm-mca-22 ESTIMATE" in printed
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3
+    for row in rows:
+        assert float(row["sparse_ms"]) > 0 and float(row["a76_est_sparse_ms"]) > 0
