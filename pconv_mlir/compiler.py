@@ -66,6 +66,9 @@ class CompileOptions:
     """clang `-march`/`-mcpu`; default `native` on the host, `cortex-a76` for aarch64."""
     function: str | None = None
     """The function of an MLIR module to expose (default: its only public function)."""
+    fold_batchnorm: bool = True
+    """Fold each eval-mode BatchNorm into the conv before it (torch.fx), so the conv's bias and
+    ReLU fold into the pconv op. Scaling a filter keeps its zeros, so its patterns stay."""
 
     def validate(self, target: str) -> None:
         if self.mode not in ("infer", "project", "dense"):
@@ -234,8 +237,23 @@ def _entry_function(module: ModuleOp, name: str | None) -> func.FuncOp:
     return functions[0]
 
 
+def fold_batchnorm(model: Any) -> Any:
+    """`model` with every conv -> BatchNorm pair folded into one conv (eval mode), or `model`
+    itself when torch.fx cannot trace it."""
+    import copy
+    import warnings
+
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(copy.deepcopy(model).eval(), inplace=True)
+    except Exception as e:  # an untraceable model compiles as it is, BatchNorm included
+        warnings.warn(f"BatchNorm not folded: torch.fx cannot trace the model ({e})", stacklevel=3)
+        return model
+
+
 def import_program(
-    program: Any, example_input: Any = None, ctx: Context | None = None
+    program: Any, example_input: Any = None, ctx: Context | None = None, fold_bn: bool = False
 ) -> tuple[ModuleOp, Context]:
     """A torch module (with its example input), an xDSL module or MLIR text, as a module."""
     ctx = make_context() if ctx is None else ctx
@@ -248,7 +266,8 @@ def import_program(
             raise ValueError("compiling a torch.nn.Module needs an example_input")
         from pconv_mlir.frontend import import_torch
 
-        return import_torch(program, example_input, ctx=ctx), ctx
+        model = fold_batchnorm(program) if fold_bn else program
+        return import_torch(model, example_input, ctx=ctx), ctx
     raise TypeError(f"cannot compile a {type(program).__name__}: give a torch.nn.Module or MLIR")
 
 
@@ -270,7 +289,7 @@ def compile(
 
     opts = _options(options)
     opts.validate(target)
-    module, ctx = import_program(program, example_input)
+    module, ctx = import_program(program, example_input, fold_bn=opts.fold_batchnorm)
     entry = _entry_function(module, opts.function)
     entry.sym_name = StringAttr(ENTRY)
     try:

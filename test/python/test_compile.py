@@ -115,3 +115,25 @@ def test_mlir_text_input():
         np.testing.assert_allclose(artifact(x), expected, rtol=1e-6)
     finally:
         artifact.close()
+
+
+def test_batchnorm_folds_into_the_pattern_sparse_conv():
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.Conv2d(6, 5, 3, stride=2), nn.BatchNorm2d(5), nn.ReLU(),
+    )  # fmt: skip
+    for bn in (model[1], model[4]):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 2)
+    model.eval()
+    pruning.prune_model(model, patterns=3, connectivity=2.0)
+    x = torch.randn(2, 3, 9, 9)
+    artifact = pconv_mlir.compile(model, x)
+    try:
+        np.testing.assert_allclose(artifact(x), model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+        # The BatchNorm went into the convs: no elementwise generic is left between them.
+        assert "linalg.generic" not in artifact.mlir
+    finally:
+        artifact.close()
