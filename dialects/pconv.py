@@ -182,11 +182,13 @@ class ScheduleAttr(ParametrizedAttribute):
     is summed in `partial_sums` independent accumulators (taps alternate between them) so that
     multiply-adds do not wait on one another; `unroll_filters` consecutive stored filters run
     their kernel loops in lock-step (FKR puts filters of the same length and pattern mix next
-    to each other), so there are fewer loop exits per kernel. The code generator shrinks the tile
-    to the output when the output is smaller. Omitted keys take their defaults.
+    to each other), so there are fewer loop exits per kernel; `tile_channels` > 0 splits the
+    input channels into blocks of that many, all filters running over one block before the
+    next, so a tile's input rows stay in L1 (0: no blocking). The code generator shrinks the
+    tile to the output when the output is smaller. Omitted keys take their defaults.
 
         #pconv.schedule<vector_width = 8, unroll_rows = 4, unroll_cols = 2, partial_sums = 1,
-                        unroll_filters = 1>
+                        unroll_filters = 1, tile_channels = 0>
     """
 
     name = "pconv.schedule"
@@ -196,6 +198,7 @@ class ScheduleAttr(ParametrizedAttribute):
     unroll_cols: IntAttr
     partial_sums: IntAttr
     unroll_filters: IntAttr
+    tile_channels: IntAttr
 
     DEFAULTS: ClassVar[dict[str, int]] = {
         "vector_width": 8,
@@ -203,6 +206,7 @@ class ScheduleAttr(ParametrizedAttribute):
         "unroll_cols": 2,
         "partial_sums": 1,
         "unroll_filters": 1,
+        "tile_channels": 0,
     }
 
     @staticmethod
@@ -243,8 +247,9 @@ class ScheduleAttr(ParametrizedAttribute):
 
     def verify(self) -> None:
         for key, value in self.as_dict().items():
-            if value < 1:
-                raise VerifyException(f"schedule {key} = {value} must be at least 1")
+            least = 0 if key == "tile_channels" else 1
+            if value < least:
+                raise VerifyException(f"schedule {key} = {value} must be at least {least}")
         width = self.vector_width.data
         if width & (width - 1):
             raise VerifyException(f"schedule vector_width = {width} is not a power of two")

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from xdsl.builder import Builder, ImplicitBuilder
 from xdsl.context import Context
 from xdsl.dialects import arith, bufferization, memref, scf, vector
@@ -63,7 +64,8 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.rewriter import InsertPoint
 
-from pconv_mlir.dialects.pconv import FkwConv2dOp, tap_offset
+from pconv_mlir.builders import dense_constant
+from pconv_mlir.dialects.pconv import FkwConv2dOp, dense_values, tap_offset
 
 f32 = Float32Type()
 index = IndexType()
@@ -94,6 +96,7 @@ class ConvGeometry:
     vector: int  # V
     cols: int  # U
     partials: int = 1  # P: partial sums per output vector (independent multiply-add chains)
+    channel_block: int = 0  # input channels per cache block (0: all channels at once)
     filters_together: int = 1  # G: stored filters computed in lock-step
 
     @property
@@ -189,6 +192,7 @@ class _LowerFkwConv(RewritePattern):
             cols=min(schedule["unroll_cols"], -(-ow // vector_width)),
             partials=schedule["partial_sums"],
             filters_together=schedule["unroll_filters"],
+            channel_block=schedule["tile_channels"],
         )  # fmt: skip
         patterns = op.patterns.patterns
         emit = _Emitter()
@@ -267,6 +271,9 @@ def _emit_conv(
     taps = [[geo.tap_position(t) for t in pattern] for pattern in patterns]
     relu = op.relu is not None
     k_count = len(patterns)
+    table = block_runs(op, geo.channel_block, geo.c)
+    blocks = 1 if table is None else table.shape[1]
+    runs = None if table is None else _to_buffer(dense_constant(table).result)
 
     def per_image(nv: SSAValue) -> None:
         def per_row_tile(oh0: SSAValue) -> None:
@@ -277,29 +284,40 @@ def _emit_conv(
                     arith.AddiOp(emit.mul(nv, s_n), emit.mul(y_base, s_y)).result, ow0
                 ).result
 
-                def filter_group(first: SSAValue, size: int) -> None:
+                def filter_group(
+                    first: SSAValue, size: int, block: SSAValue | None, first_block: bool
+                ) -> None:
                     """Stored filters first .. first + size - 1 in lock-step: per pattern, one
-                    loop over the kernels all of them have, then each one's remainder."""
+                    loop over the kernels all of them have, then each one's remainder. With
+                    channel blocks, only the kernels of `block`; the accumulators start from
+                    the bias in the first block and from the partial sums stored after it."""
                     group = [first] + [emit.add(first, g) for g in range(1, size)]
                     per = geo.rows * geo.cols * geo.partials
                     fvs, accs = [], []
                     for i in group:
                         fv = emit.load_index(reorder, [i])
                         fvs.append(fv)
-                        if bias is not None:
+                        zero_v = vector.BroadcastOp(zero_f, vtype).vector
+                        if first_block and bias is not None:
                             start = memref.LoadOp.get(bias, [fv]).res
                             start = vector.BroadcastOp(start, vtype).vector
-                        else:
-                            start = vector.BroadcastOp(zero_f, vtype).vector
-                        zero_v = vector.BroadcastOp(zero_f, vtype).vector
-                        accs += [
-                            start if q == 0 else zero_v
-                            for _ in range(geo.rows * geo.cols)
-                            for q in range(geo.partials)
-                        ]
+                        elif first_block:
+                            start = zero_v
+                        for r in range(geo.rows):
+                            for u in range(geo.cols):
+                                if not first_block:
+                                    row, col = emit.add(oh0, r), emit.add(ow0, u * geo.vector)
+                                    start = vector.LoadOp(target, [nv, fv, row, col], vtype)
+                                    start = start.result
+                                accs += [start] + [zero_v] * (geo.partials - 1)
                     for p in range(k_count):
-                        los = [emit.load_index(stride, [i, emit.const(p)]) for i in group]
-                        his = [emit.load_index(stride, [i, emit.const(p + 1)]) for i in group]
+                        if block is None:
+                            los = [emit.load_index(stride, [i, emit.const(p)]) for i in group]
+                            his = [emit.load_index(stride, [i, emit.const(p + 1)]) for i in group]
+                        else:
+                            at = [block, emit.const(p)]
+                            los = [emit.load_index(runs, [i, *at, zero_i]) for i in group]
+                            his = [emit.load_index(runs, [i, *at, one]) for i in group]
                         if size > 1:
                             common = arith.SubiOp(his[0], los[0]).result
                             for lo, hi in zip(los[1:], his[1:], strict=True):
@@ -336,24 +354,45 @@ def _emit_conv(
                                 value = accs[slot]
                                 for q in range(1, geo.partials):
                                     value = arith.AddfOp(value, accs[slot + q]).result
-                                if relu:
+                                if relu and blocks == 1:
                                     value = arith.MaximumfOp(
                                         value, vector.BroadcastOp(zero_f, vtype).vector
                                     ).result
                                 col = emit.add(ow0, u * geo.vector)
                                 vector.StoreOp(value, target, [nv, fv, row, col])
 
-                size = min(geo.filters_together, geo.f)
-                whole = geo.f - geo.f % size
-                _for(
-                    zero_i, emit.const(whole), emit.const(size), [],
-                    lambda iv: filter_group(iv, size),
-                )  # fmt: skip
-                if whole < geo.f:
+                def all_filters(block: SSAValue | None, first_block: bool) -> None:
+                    size = min(geo.filters_together, geo.f)
+                    whole = geo.f - geo.f % size
                     _for(
-                        emit.const(whole), emit.const(geo.f), one, [],
-                        lambda iv: filter_group(iv, 1),
+                        zero_i, emit.const(whole), emit.const(size), [],
+                        lambda iv: filter_group(iv, size, block, first_block),
                     )  # fmt: skip
+                    if whole < geo.f:
+                        _for(
+                            emit.const(whole), emit.const(geo.f), one, [],
+                            lambda iv: filter_group(iv, 1, block, first_block),
+                        )  # fmt: skip
+
+                if blocks == 1:
+                    all_filters(None, True)
+                    return
+                all_filters(zero_i, True)
+                _for(
+                    one, emit.const(blocks), one, [], lambda b: all_filters(b, False)
+                )  # fmt: skip
+                if relu:
+
+                    def rectify(fv: SSAValue) -> None:
+                        zero_v = vector.BroadcastOp(zero_f, vtype).vector
+                        for r in range(geo.rows):
+                            for u in range(geo.cols):
+                                at = [nv, fv, emit.add(oh0, r), emit.add(ow0, u * geo.vector)]
+                                value = vector.LoadOp(target, at, vtype).result
+                                value = arith.MaximumfOp(value, zero_v).result
+                                vector.StoreOp(value, target, at)
+
+                    _for(zero_i, emit.const(geo.f), one, [], rectify)
 
             _for(
                 zero_i, emit.const(geo.ow_tiled), emit.const(geo.vector * geo.cols), [],
@@ -371,6 +410,32 @@ def _emit_conv(
         )  # fmt: skip
         memref.CopyOp(subview.result, out)
     return bufferization.ToTensorOp(out, restrict=True, writable=True).tensor
+
+
+def block_runs(op: FkwConv2dOp, block: int, channels: int) -> np.ndarray | None:
+    """runs[i, b, p] = (first, end) kernel of stored filter i's pattern-p run that reads
+    channels of block b (`block` channels each), or None when blocking does not apply: one
+    block covers every channel, the FKW arrays are not constants, or a run's channels are not
+    in rising order (as pconv-fkw-pack stores them)."""
+    if block <= 0 or block >= channels:
+        return None
+    arrays = [dense_values(v) for v in (op.index, op.stride)]
+    if any(a is None for a in arrays):
+        return None
+    index, stride = arrays
+    filters, k_plus_1 = stride.shape
+    count = -(-channels // block)
+    table = np.zeros((filters, count, k_plus_1 - 1, 2), dtype=np.int32)
+    for i in range(filters):
+        for p in range(k_plus_1 - 1):
+            lo, hi = int(stride[i, p]), int(stride[i, p + 1])
+            run = index[lo:hi] // block
+            if np.any(np.diff(index[lo:hi]) < 0):
+                return None
+            starts = lo + np.searchsorted(run, np.arange(count), side="left")
+            ends = lo + np.searchsorted(run, np.arange(count), side="right")
+            table[i, :, p, 0], table[i, :, p, 1] = starts, ends
+    return table
 
 
 def _kernel_body(

@@ -11,7 +11,8 @@ replaced by five constants that hold only what the generated loops read:
 - `weight`  [N, taps]: each kernel's kept weights, in the order of its pattern's taps.
 
 A conv whose weight is not a constant is left alone. Options: the `#pconv.schedule` to attach
-(`vector_width`, `unroll_rows`, `unroll_cols`, `partial_sums`, `unroll_filters`;
+(`vector_width`, `unroll_rows`, `unroll_cols`, `partial_sums`, `unroll_filters`,
+`tile_channels`;
 defaults until the tuner
 chooses), `report` (print dense fp32 bytes and FKW bytes of each conv to stderr).
 
@@ -136,6 +137,7 @@ class PconvFkwPackPass(ModulePass):
     unroll_cols: int = ScheduleAttr.DEFAULTS["unroll_cols"]
     partial_sums: int = ScheduleAttr.DEFAULTS["partial_sums"]
     unroll_filters: int = ScheduleAttr.DEFAULTS["unroll_filters"]
+    tile_channels: int = ScheduleAttr.DEFAULTS["tile_channels"]
     report: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
@@ -145,6 +147,7 @@ class PconvFkwPackPass(ModulePass):
             unroll_cols=self.unroll_cols,
             partial_sums=self.partial_sums,
             unroll_filters=self.unroll_filters,
+            tile_channels=self.tile_channels,
         )
         PatternRewriteWalker(
             _PackWeights(ctx, schedule, self.report), apply_recursively=False

@@ -16,7 +16,8 @@ from pconv_mlir.runtime import build_runner
 
 def random_case(rng: np.random.Generator) -> dict:
     """Channels 1..67, H/W 1..33, stride 1/2, padding 0/1, K 1..12, connectivity 1..8, batch 1..3,
-    a register tile of 1..4 rows x 1..3 vectors, 1..2 partial sums, 1..3 filters in lock-step."""
+    a register tile of 1..4 rows x 1..3 vectors, 1..2 partial sums, 1..3 filters in lock-step,
+    and channel blocks of 3, 8 or 16 channels or none."""
     h, w = int(rng.integers(1, 34)), int(rng.integers(1, 34))
     stride = int(rng.integers(1, 3))
     padding = 1 if min(h, w) < 3 else int(rng.integers(0, 2))
@@ -36,6 +37,7 @@ def random_case(rng: np.random.Generator) -> dict:
         "cols": int(rng.integers(1, 4)),
         "partials": int(rng.integers(1, 3)),
         "filters": int(rng.integers(1, 4)),
+        "tile_channels": int(rng.choice([0, 0, 3, 8, 16])),
     }
 
 
@@ -49,7 +51,8 @@ def check_case(case: dict, target: str, vector_width: int, seed: int) -> None:
     Pipeline(
         f"pconv-fkr{{group_size=4}},pconv-fkw-pack{{vector_width={vector_width} "
         f"unroll_rows={case['rows']} unroll_cols={case['cols']} partial_sums={case['partials']} "
-        f"unroll_filters={case['filters']}}},convert-pconv-to-loops,pconv-lre"
+        f"unroll_filters={case['filters']} tile_channels={case['tile_channels']}}},"
+        "convert-pconv-to-loops,pconv-lre"
     ).run(module)
     oh = conv_output_size(case["h"], s, p, 1)
     ow = conv_output_size(case["w"], s, p, 1)
@@ -101,6 +104,9 @@ def test_cases_cover_every_path() -> None:
     assert any(c["rows"] > 1 and c["cols"] > 1 for c in cases)
     assert {c["partials"] for c in cases} == {1, 2} and {c["filters"] for c in cases} == {1, 2, 3}
     assert any(c["f"] % c["filters"] for c in cases)  # a ragged last filter group
+    # Several channel blocks, with and without ReLU (applied after the last block).
+    assert any(c["tile_channels"] and c["c"] > 2 * c["tile_channels"] and c["relu"] for c in cases)
+    assert any(c["tile_channels"] and c["c"] > c["tile_channels"] and not c["relu"] for c in cases)
     assert any(c["w"] < 8 for c in cases) and any(c["c"] > 60 for c in cases)
 
 
