@@ -87,8 +87,11 @@ def layer_weights(layer: Layer, variant: str, rng: np.random.Generator):
     return random_pattern_layer(rng, layer.f, layer.c, 8, rate)
 
 
-def build(layer: Layer, variant: str, target: str, schedule: dict[str, int], seed: int):
-    """The lowered module of one layer variant, and its weights."""
+def build(
+    layer: Layer, variant: str, target: str, schedule: dict[str, int], seed: int, tune: bool = False
+):
+    """The lowered module of one layer variant, and its weights; `tune` lets pconv-tune pick the
+    register tile for this layer (timed on the host, llvm-mca for aarch64)."""
     rng = np.random.default_rng(seed)
     patterns, ids, weight = layer_weights(layer, variant, rng)
     bias = rng.standard_normal(layer.f).astype(np.float32)
@@ -111,10 +114,12 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def time_pconv(layer: Layer, variant: str, schedule: dict[str, int], repeats: int, seed: int):
+def time_pconv(
+    layer: Layer, variant: str, schedule: dict[str, int], repeats: int, seed: int, tune: bool
+):
     from pconv_mlir.runtime import build_runner
 
-    module, weight, bias, ids = build(layer, variant, "host", schedule, seed)
+    module, weight, bias, ids = build(layer, variant, "host", schedule, seed, tune)
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((1, layer.c, layer.h, layer.w)).astype(np.float32)
     oh, ow = layer.out_hw
@@ -164,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="three small layers, for a smoke test")
     parser.add_argument("--aarch64", action="store_true", help="add the llvm-mca estimate table")
+    parser.add_argument(
+        "--tune", action="store_true", help="pconv-tune picks each variant's tile per layer (slow)"
+    )
     parser.add_argument("--vector-width", type=int, default=8)
     parser.add_argument("--rows", type=int, default=3)
     parser.add_argument("--cols", type=int, default=2)
@@ -179,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = layers(args.models.split(","), args.quick)
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, one thread; "
-        f"schedule {schedule}; median of {args.repeats}"
+        f"schedule {'tuned per layer' if args.tune else schedule}; median of {args.repeats}"
     )
     header = (
         f"{'layer':<22} {'C':>4} {'F':>4} {'HxW':>7} {'s':>1} | {'torch':>8} {'dense':>8} "
@@ -192,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     for i, layer in enumerate(todo):
         seed = args.seed + i
         torch_s = time_torch(layer, args.repeats, seed)
-        dense_s, _ = time_pconv(layer, "dense", schedule, args.repeats, seed)
-        pattern_s, _ = time_pconv(layer, "patterns", schedule, args.repeats, seed)
-        sparse_s, kept = time_pconv(layer, "sparse", schedule, args.repeats, seed)
+        dense_s, _ = time_pconv(layer, "dense", schedule, args.repeats, seed, args.tune)
+        pattern_s, _ = time_pconv(layer, "patterns", schedule, args.repeats, seed, args.tune)
+        sparse_s, kept = time_pconv(layer, "sparse", schedule, args.repeats, seed, args.tune)
         row = {
             "model": layer.model, "layer": layer.name, "C": layer.c, "F": layer.f,
             "H": layer.h, "W": layer.w, "stride": layer.stride,
