@@ -114,9 +114,11 @@ class PconvFkrPass(ModulePass):
     group_size: int = 4
     report: bool = False
 
-    def apply(self, ctx: Context, op: ModuleOp) -> None:
+    def __post_init__(self) -> None:
         if self.group_size < 1:
             raise ValueError(f"group_size = {self.group_size} must be at least 1")
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(
             _ReorderFilters(self.group_size, self.report), apply_recursively=False
         ).rewrite_module(op)

@@ -41,6 +41,7 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+from xdsl.utils.exceptions import VerifyException
 
 from pconv_mlir import reference
 from pconv_mlir.builders import dense_constant
@@ -140,8 +141,15 @@ class PconvFkwPackPass(ModulePass):
     tile_channels: int = ScheduleAttr.DEFAULTS["tile_channels"]
     report: bool = False
 
-    def apply(self, ctx: Context, op: ModuleOp) -> None:
-        schedule = ScheduleAttr.get(
+    def __post_init__(self) -> None:
+        try:
+            self.schedule()
+        except VerifyException as e:
+            raise ValueError(str(e)) from None
+
+    def schedule(self) -> ScheduleAttr:
+        """The `#pconv.schedule` the options describe."""
+        return ScheduleAttr.get(
             vector_width=self.vector_width,
             unroll_rows=self.unroll_rows,
             unroll_cols=self.unroll_cols,
@@ -149,6 +157,9 @@ class PconvFkwPackPass(ModulePass):
             unroll_filters=self.unroll_filters,
             tile_channels=self.tile_channels,
         )
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        schedule = self.schedule()
         PatternRewriteWalker(
             _PackWeights(ctx, schedule, self.report), apply_recursively=False
         ).rewrite_module(op)

@@ -281,11 +281,17 @@ class PconvFromLinalgPass(ModulePass):
     taps: int = 4
     skip_first: bool = True
 
-    def apply(self, ctx: Context, op: ModuleOp) -> None:
+    def __post_init__(self) -> None:
         if self.mode not in ("infer", "project"):
             raise ValueError(f"mode '{self.mode}' is not 'infer' or 'project'")
         if not 1 <= self.taps <= 9:
             raise ValueError(f"taps = {self.taps} is outside 1..9")
+        if not 1 <= self.patterns <= 56:
+            raise ValueError(f"patterns = {self.patterns} is outside 1..56")
+        if self.connectivity < 1:
+            raise ValueError(f"connectivity = {self.connectivity} is below 1")
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
         matches = [
             m
             for conv in op.walk()
@@ -298,10 +304,6 @@ class PconvFromLinalgPass(ModulePass):
         if self.mode == "infer":
             patterns, ids = infer_patterns(matches, self.taps, centre=True)
         else:
-            if not 1 <= self.patterns <= 56:
-                raise ValueError(f"patterns = {self.patterns} is outside 1..56")
-            if self.connectivity < 1:
-                raise ValueError(f"connectivity = {self.connectivity} is below 1")
             patterns, ids, projected = project_patterns(
                 matches, self.patterns, self.connectivity, self.skip_first
             )

@@ -159,9 +159,13 @@ class PconvTunePass(ModulePass):
     repeats: int = 3
     report: bool = False
 
-    def apply(self, ctx: Context, op: ModuleOp) -> None:
+    def __post_init__(self) -> None:
         if self.target not in ("host", "aarch64"):
             raise ValueError(f"target '{self.target}' is not host or aarch64")
+        if self.max_acc < 1 or self.repeats < 1:
+            raise ValueError("max_acc and repeats must be at least 1")
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
         for conv in [o for o in op.walk() if isinstance(o, FkwConv2dOp)]:
             if not all(
                 isinstance(v.owner, arith.ConstantOp)

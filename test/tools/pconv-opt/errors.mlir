@@ -10,6 +10,11 @@
 // PASS: <pass-pipeline>:1:14: error: 'pconv-nope' does not refer to a registered pass
 // PASS-NOT: Traceback
 
+// A pass option out of range.
+// RUN: not pconv-opt %s -p 'cse,pconv-fkr{group_size=0}' 2>&1 | filecheck %s --check-prefix=OPTION
+// OPTION: <pass-pipeline>:1:5: error: bad options for 'pconv-fkr': group_size = 0 must be at least 1
+// OPTION-NOT: Traceback
+
 // A pattern id out of range.
 // RUN: not pconv-opt %S/inputs/bad-pattern-id.mlir 2>&1 | filecheck %s --check-prefix=ID
 // ID: inputs/bad-pattern-id.mlir:5:3: error: 'pconv.conv2d' op kernel (0, 1) has pattern id 2, the set has 2 patterns (ids -1..1)
