@@ -19,6 +19,7 @@ from typing import IO
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import (
     ArgSpecParseError,
@@ -35,6 +36,7 @@ from pconv_mlir.diagnostics import (
     PconvError,
     format_parse_error,
     locate_verify_error,
+    op_location,
 )
 
 TOOL = "pconv-opt"
@@ -198,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PconvDiagnostic as e:
         return _error(str(e))
     except (VerifyException, DiagnosticException) as e:
+        op = getattr(e, "op", None)  # errors that name their op (lowering) point at it
+        if isinstance(op, Operation) and not isinstance(e, VerifyException):
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            return _error(f"{op_location(op)}: error: {first}")
         module = tool.last_module if tool is not None else None
         return _error(locate_verify_error(module, e))
     except KeyboardInterrupt:
