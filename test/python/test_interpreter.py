@@ -8,7 +8,6 @@ predicate) and the error for an op the interpreter does not know.
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from xdsl.utils.exceptions import InterpretationError
 
+from pconv_mlir import models
 from pconv_mlir.frontend import import_torch, make_context, parse_module
 from pconv_mlir.interpreter import run_function
 
@@ -131,10 +131,7 @@ def test_argmax_returns_int64() -> None:
 
 @pytest.mark.parametrize("factory", ["resnet18", "mobilenet_v2"])
 def test_whole_model(factory: str) -> None:
-    try:
-        build = getattr(importlib.import_module("pconv_mlir.models"), factory)
-    except (ImportError, AttributeError) as e:
-        pytest.skip(f"pconv_mlir.models.{factory} cannot be imported: {e}")
+    build = getattr(models, factory)
     torch.manual_seed(0)
     model = randomise_batch_norms(build(num_classes=10, input_size=32))
     run_torch_model(model, torch.randn(1, 3, 32, 32))
