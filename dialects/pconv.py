@@ -48,6 +48,8 @@ from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
+from pconv_mlir.elements import dense_array
+
 WINDOW = 3
 """Patterns are defined over a 3x3 window."""
 WINDOW_TAPS = WINDOW * WINDOW
@@ -315,20 +317,7 @@ def dense_values(value: SSAValue) -> np.ndarray | None:
     attr = owner.value
     if not isinstance(attr, DenseIntOrFPElementsAttr):
         return None
-    return elements_to_numpy(attr)
-
-
-def elements_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
-    """A dense elements attribute as a numpy array of its shape."""
-    element_type = attr.get_element_type()
-    if isinstance(element_type, IntegerType):
-        width = element_type.width.data
-        dtype = {1: np.int8, 8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}[width]
-    elif isinstance(element_type, Float32Type):
-        dtype = np.float32
-    else:
-        return np.array(attr.get_values(), dtype=np.float64).reshape(attr.get_shape())
-    return np.frombuffer(attr.data.data, dtype=dtype).reshape(attr.get_shape())
+    return dense_array(attr, copy=False)
 
 
 def _conv_common_verify(
@@ -474,7 +463,7 @@ class Conv2dOp(IRDLOperation):
 
     def pattern_ids(self) -> np.ndarray:
         """The per-kernel pattern ids as an int array [F, C]."""
-        return elements_to_numpy(self.kernel_patterns).astype(np.int64)
+        return dense_array(self.kernel_patterns, copy=False).astype(np.int64)
 
     def verify_(self) -> None:
         w_shape = _static_shape(self.weight, "weight")

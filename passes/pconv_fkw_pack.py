@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.arith import ConstantOp
-from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, ModuleOp
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
@@ -50,21 +50,9 @@ from pconv_mlir.dialects.pconv import (
     Conv2dOp,
     FkwConv2dOp,
     ScheduleAttr,
-    elements_to_numpy,
     window_of,
 )
-
-
-def constant_weight(ctx: Context, op: Conv2dOp) -> np.ndarray | None:
-    """The weight of `op` as a numpy array when it is a constant (dense or dense_resource)."""
-    owner = op.weight.owner
-    if not isinstance(owner, ConstantOp):
-        return None
-    if isinstance(owner.value, DenseIntOrFPElementsAttr):
-        return elements_to_numpy(owner.value)
-    from pconv_mlir.frontend import constant_array
-
-    return constant_array(ctx, owner.value)
+from pconv_mlir.frontend import constant_value
 
 
 def fkw_bytes(fkw: reference.Fkw) -> int:
@@ -80,7 +68,7 @@ class _PackWeights(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: Conv2dOp, rewriter: PatternRewriter) -> None:
-        weight = constant_weight(self.ctx, op)
+        weight = constant_value(self.ctx, op.weight)
         if weight is None:
             return
         ids = op.pattern_ids()

@@ -41,7 +41,6 @@ import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import arith, tensor
 from xdsl.dialects.builtin import (
-    DenseIntOrFPElementsAttr,
     Float32Type,
     FloatAttr,
     ModuleOp,
@@ -56,7 +55,8 @@ from xdsl.rewriter import Rewriter
 
 from pconv_mlir.builders import dense_constant, pattern_ids_attr
 from pconv_mlir.diagnostics import PconvDiagnostic
-from pconv_mlir.dialects.pconv import CENTRE_TAP, Conv2dOp, PatternSetAttr, elements_to_numpy
+from pconv_mlir.dialects.pconv import CENTRE_TAP, Conv2dOp, PatternSetAttr
+from pconv_mlir.frontend import constant_value
 
 
 @dataclass
@@ -70,17 +70,6 @@ class _Match:
     bias: SSAValue | None
     relu_op: linalg.GenericOp | None
     folded: list[Operation] = field(default_factory=list)
-
-
-def _constant_value(ctx: Context, value: SSAValue) -> np.ndarray | None:
-    owner = value.owner
-    if not isinstance(owner, arith.ConstantOp) or not isinstance(value.type, TensorType):
-        return None
-    if isinstance(owner.value, DenseIntOrFPElementsAttr):
-        return elements_to_numpy(owner.value)
-    from pconv_mlir.frontend import constant_array
-
-    return constant_array(ctx, owner.value)
 
 
 def _is_float_zero(value: SSAValue) -> bool:
@@ -168,7 +157,7 @@ def match_conv(ctx: Context, conv: linalg.Conv2DNchwFchwOp) -> _Match | None:
     w_shape = tuple(w.type.get_shape())
     if len(w_shape) != 4 or w_shape[2:] != (3, 3):
         return None
-    weight = _constant_value(ctx, w)
+    weight = constant_value(ctx, w)
     if weight is None:
         return None
     understood, bias = _bias(ctx, conv.outputs[0], w_shape[0])

@@ -45,25 +45,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialect_interfaces.op_asm import OpAsmDialectInterface
+from xdsl.dialects.arith import ConstantOp
 from xdsl.dialects.builtin import (
-    BFloat16Type,
     Builtin,
     DenseIntOrFPElementsAttr,
     DenseResourceAttr,
     Float16Type,
     Float32Type,
     Float64Type,
-    IndexType,
     IntegerType,
     ModuleOp,
     Signedness,
     TensorType,
     UnregisteredOp,
 )
-from xdsl.ir import Attribute, Dialect
+from xdsl.ir import Attribute, Dialect, SSAValue
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
+
+from pconv_mlir.elements import dense_array, numpy_dtype, static_shape, widen
 
 if TYPE_CHECKING:
     import torch
@@ -72,7 +73,8 @@ __all__ = [
     "FrontendError",
     "constant_array",
     "default_context",
-    "import_torch",
+    "constant_array",
+    "constant_value",
     "make_context",
     "parse_module",
     "print_module",
@@ -253,45 +255,6 @@ def print_module(module: ModuleOp, ctx: Context | None = None, *, generic: bool 
 # --------------------------------------------------------------------------------------------
 
 
-def _numpy_dtype(element_type: Attribute) -> np.dtype[Any]:
-    """The little-endian numpy dtype of one stored element (bf16 as its raw uint16)."""
-    match element_type:
-        case Float16Type():
-            return np.dtype("<f2")
-        case Float32Type():
-            return np.dtype("<f4")
-        case Float64Type():
-            return np.dtype("<f8")
-        case BFloat16Type():
-            return np.dtype("<u2")
-        case IndexType():
-            return np.dtype("<i8")
-        case IntegerType():
-            width = element_type.bitwidth
-            if width == 1:
-                return np.dtype("u1")
-            if width not in (8, 16, 32, 64):
-                raise FrontendError(f"cannot read {element_type} elements as numpy")
-            kind = "u" if element_type.signedness.data == Signedness.UNSIGNED else "i"
-            return np.dtype(f"<{kind}{width // 8}")
-    raise FrontendError(f"cannot read {element_type} elements as numpy")
-
-
-def _to_numpy(raw: np.ndarray, element_type: Attribute) -> np.ndarray:
-    if isinstance(element_type, BFloat16Type):
-        return (raw.astype(np.uint32) << 16).view(np.float32)
-    if isinstance(element_type, IntegerType) and element_type.bitwidth == 1:
-        return raw != 0
-    return raw
-
-
-def _static_shape(attr: DenseResourceAttr | DenseIntOrFPElementsAttr) -> tuple[int, ...]:
-    shape = tuple(attr.type.get_shape())
-    if any(d < 0 for d in shape):
-        raise FrontendError(f"constant of type {attr.type} has a dynamic shape")
-    return shape
-
-
 def resource_array(ctx: Context, attr: DenseResourceAttr) -> np.ndarray:
     """The data of a `dense_resource` attribute as a writable numpy array of its shape.
 
@@ -304,8 +267,8 @@ def resource_array(ctx: Context, attr: DenseResourceAttr) -> np.ndarray:
     if not blob:
         raise FrontendError(f"dense_resource<{key}> has no data in this context")
     element_type = attr.type.get_element_type()
-    shape = _static_shape(attr)
-    dtype = _numpy_dtype(element_type)
+    shape = static_shape(attr)
+    dtype = numpy_dtype(element_type)
     data = bytearray.fromhex(blob[2:])
     if len(data) != 4 + prod(shape) * dtype.itemsize:
         raise FrontendError(
@@ -313,7 +276,7 @@ def resource_array(ctx: Context, attr: DenseResourceAttr) -> np.ndarray:
             f"{prod(shape) * dtype.itemsize}"
         )
     raw = np.frombuffer(data, dtype=dtype, offset=4).reshape(shape)
-    return _to_numpy(raw, element_type)
+    return widen(raw, element_type)
 
 
 def constant_array(ctx: Context, attr: Attribute) -> np.ndarray:
@@ -326,12 +289,15 @@ def constant_array(ctx: Context, attr: Attribute) -> np.ndarray:
         return resource_array(ctx, attr)
     if not isinstance(attr, DenseIntOrFPElementsAttr):
         raise FrontendError(f"expected a dense or dense_resource attribute, got {attr}")
-    element_type = attr.get_element_type()
-    shape = _static_shape(attr)
-    raw = np.frombuffer(attr.data.data, dtype=_numpy_dtype(element_type))
-    if raw.size == 1 and prod(shape) != 1:
-        raw = np.full(shape, raw[0], dtype=raw.dtype)
-    return _to_numpy(raw.reshape(shape).copy(), element_type)
+    return dense_array(attr)
+
+
+def constant_value(ctx: Context, value: SSAValue) -> np.ndarray | None:
+    """The data of `value` when an `arith.constant` tensor defines it (dense or resource)."""
+    owner = value.owner
+    if not isinstance(owner, ConstantOp) or not isinstance(value.type, TensorType):
+        return None
+    return constant_array(ctx, owner.value)
 
 
 _ELEMENT_TYPES: dict[str, Callable[[], Attribute]] = {

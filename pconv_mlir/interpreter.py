@@ -72,6 +72,7 @@ from xdsl.utils.exceptions import InterpretationError
 
 from pconv_mlir import reference
 from pconv_mlir.dialects.pconv import Conv2dOp, FkwConv2dOp, window_of
+from pconv_mlir.elements import dense_array
 from pconv_mlir.frontend import constant_array
 
 # --------------------------------------------------------------------------------------------
@@ -1307,7 +1308,7 @@ class TensorConstantFunctions(InterpreterFunctions):
             return self.scalars.run_constant(interpreter, op, args).values
         value = op.value
         if isinstance(value, DenseIntOrFPElementsAttr):  # needs no context
-            return (constant_array(self.ctx if self.ctx is not None else Context(), value),)
+            return (dense_array(value),)
         if self.ctx is not None:
             return (constant_array(self.ctx, value),)
         raise InterpretationError(f"cannot read constant {value} without its context")
