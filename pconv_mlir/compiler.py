@@ -29,7 +29,7 @@ from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 
-from pconv_mlir.diagnostics import PconvError, parse_module
+from pconv_mlir.diagnostics import parse_module
 from pconv_mlir.pipeline import Pipeline, make_context
 
 ENTRY = "forward"
@@ -292,10 +292,7 @@ def compile(
     module, ctx = import_program(program, example_input, fold_bn=opts.fold_batchnorm)
     entry = _entry_function(module, opts.function)
     entry.sym_name = StringAttr(ENTRY)
-    try:
-        Pipeline(opts.pipeline(target)).run(module, ctx)
-    except PconvError as e:
-        raise PconvError(str(e)) from None
+    Pipeline(opts.pipeline(target)).run(module, ctx)
     from pconv_mlir.frontend import print_module
 
     mlir_text = print_module(module, ctx)

@@ -71,6 +71,21 @@ def _walk_preorder(op: Operation) -> Iterator[Operation]:
                 yield from _walk_preorder(child)
 
 
+def describe_failure(module: Operation | None, error: Exception) -> str:
+    """One diagnostic line for an error raised while verifying or transforming `module`.
+
+    A pass's `PconvDiagnostic`, and any other error that names its op in an `op` attribute (a
+    lowering error), point at that op; a verifier failure is located by `locate_verify_error`.
+    """
+    if isinstance(error, PconvDiagnostic):
+        return str(error)
+    op = getattr(error, "op", None)
+    if isinstance(op, Operation) and not isinstance(error, VerifyException):
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"{op_location(op)}: error: {first}"
+    return locate_verify_error(module, error)
+
+
 def locate_verify_error(module: Operation | None, error: Exception) -> str:
     """One diagnostic line for a failed verification of `module`.
 

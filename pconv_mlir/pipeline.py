@@ -18,13 +18,13 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.universe import Universe
 from xdsl.utils.arg_spec import parse_pipeline
-from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, VerifyException
+from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException
 
-from pconv_mlir import universe
+from pconv_mlir import toolchain, universe
 from pconv_mlir.diagnostics import (
     PconvDiagnostic,
     PconvError,
-    locate_verify_error,
+    describe_failure,
     parse_module,
 )
 
@@ -132,12 +132,11 @@ class Pipeline:
             if self.verify:
                 op.verify()
 
+        toolchain.configure_xdsl()  # xDSL's `mlir-opt` pass finds mlir-opt-22
         try:
             PassPipeline(self.passes, check).apply(ctx, module)
-        except PconvDiagnostic as e:
-            raise PconvError(str(e)) from None
-        except (VerifyException, DiagnosticException) as e:
-            raise PconvError(locate_verify_error(module, e)) from None
+        except (PconvDiagnostic, DiagnosticException) as e:
+            raise PconvError(describe_failure(module, e)) from None
         if isinstance(program, str):
             return print_module(module, generic, ctx)
         return module

@@ -19,13 +19,11 @@ from typing import IO
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import (
     ArgSpecParseError,
     DiagnosticException,
     ParseError,
-    VerifyException,
 )
 from xdsl.xdsl_opt_main import xDSLOptMain
 
@@ -34,9 +32,8 @@ from pconv_mlir.diagnostics import (
     LocatingParser,
     PconvDiagnostic,
     PconvError,
+    describe_failure,
     format_parse_error,
-    locate_verify_error,
-    op_location,
 )
 
 TOOL = "pconv-opt"
@@ -151,22 +148,6 @@ def _error(message: str) -> int:
     return 1
 
 
-def _input_error(argv: Sequence[str]) -> str | None:
-    """A diagnostic when the input file cannot be read, before the tool starts."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("input_file", nargs="?")
-    parser.add_argument("-o", "--output-file")
-    known, _ = parser.parse_known_args(argv)
-    path = known.input_file
-    if path is None or path == "-":
-        return None
-    try:
-        with open(path, "rb"):
-            return None
-    except OSError as e:
-        return f"{path}: error: could not open input file: {e.strerror}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run pconv-opt; returns the exit code (0 success, 1 a diagnostic, 2 bad usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -175,9 +156,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     final_output: str | None = None
     succeeded = False
     try:
-        if "-h" not in argv and "--help" not in argv and "--list-passes" not in argv:
-            if (message := _input_error(argv)) is not None:
-                return _error(message)
         try:
             tool = PconvOptMain(description="pconv-mlir modular optimizer driver", args=argv)
         except ValueError as e:  # unknown pass in -p, raised while building the pipeline
@@ -197,15 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(_pipeline_error(argv, e))
     except ParseError as e:
         return _error(format_parse_error(e))
-    except PconvDiagnostic as e:
-        return _error(str(e))
-    except (VerifyException, DiagnosticException) as e:
-        op = getattr(e, "op", None)  # errors that name their op (lowering) point at it
-        if isinstance(op, Operation) and not isinstance(e, VerifyException):
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            return _error(f"{op_location(op)}: error: {first}")
-        module = tool.last_module if tool is not None else None
-        return _error(locate_verify_error(module, e))
+    except (PconvDiagnostic, DiagnosticException) as e:
+        return _error(describe_failure(tool.last_module if tool is not None else None, e))
+    except OSError as e:
+        if tool is not None and e.filename == tool.args.input_file:
+            return _error(f"{e.filename}: error: could not open input file: {e.strerror}")
+        return _error(f"{final_output or e.filename}: error: could not write: {e.strerror}")
     except KeyboardInterrupt:
         return _error(f"{TOOL}: interrupted")
     except Exception as e:

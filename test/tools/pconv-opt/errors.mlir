@@ -24,6 +24,10 @@
 // RUN: not pconv-opt %S/inputs/no-such-file.mlir 2>&1 | filecheck %s --check-prefix=MISSING
 // MISSING: inputs/no-such-file.mlir: error: could not open input file: No such file or directory
 
+// An output file in a folder that does not exist.
+// RUN: not pconv-opt %s -o %t.no-such-folder/out.mlir 2>&1 | filecheck %s --check-prefix=WRITE
+// WRITE: no-such-folder/out.mlir: error: could not write: No such file or directory
+
 // An output file is not written when the run fails.
 // RUN: rm -f %t.out
 // RUN: not pconv-opt %S/inputs/bad-pattern-id.mlir -o %t.out
