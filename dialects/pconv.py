@@ -299,6 +299,20 @@ def conv_output_shape(
     return (n, filters, oh, ow)
 
 
+def _window_properties(
+    strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int], relu: bool
+) -> dict[str, Attribute]:
+    """The window properties both pconv ops carry; `window_of` reads them back."""
+    properties: dict[str, Attribute] = {
+        "strides": DenseArrayBase.from_list(i64, strides),
+        "padding": DenseArrayBase.from_list(i64, padding),
+        "dilation": DenseArrayBase.from_list(i64, dilation),
+    }
+    if relu:
+        properties["relu"] = UnitAttr()
+    return properties
+
+
 def window_of(op: Conv2dOp | FkwConv2dOp) -> dict[str, Any]:
     """The window of a pconv op as constructor keywords: strides, padding, dilation, relu."""
     return {
@@ -445,12 +459,8 @@ class Conv2dOp(IRDLOperation):
         properties: dict[str, Attribute] = {
             "patterns": patterns,
             "kernel_patterns": kernel_patterns,
-            "strides": DenseArrayBase.from_list(i64, strides),
-            "padding": DenseArrayBase.from_list(i64, padding),
-            "dilation": DenseArrayBase.from_list(i64, dilation),
+            **_window_properties(strides, padding, dilation, relu),
         }
-        if relu:
-            properties["relu"] = UnitAttr()
         if filter_order is not None:
             properties["filter_order"] = DenseArrayBase.from_list(IntegerType(32), filter_order)
         if filter_groups is not None:
@@ -573,12 +583,8 @@ class FkwConv2dOp(IRDLOperation):
         properties: dict[str, Attribute] = {
             "patterns": patterns,
             "schedule": schedule if schedule is not None else ScheduleAttr.get(),
-            "strides": DenseArrayBase.from_list(i64, strides),
-            "padding": DenseArrayBase.from_list(i64, padding),
-            "dilation": DenseArrayBase.from_list(i64, dilation),
+            **_window_properties(strides, padding, dilation, relu),
         }
-        if relu:
-            properties["relu"] = UnitAttr()
         if filter_groups is not None:
             properties["filter_groups"] = DenseArrayBase.from_list(IntegerType(32), filter_groups)
         super().__init__(

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pconv_mlir.models.common import init_weights
+
 # expansion t, output channels c, repeats n, stride s of the first repeat (torchvision's table)
 _INVERTED_RESIDUAL_SETTING: list[tuple[int, int, int, int]] = [
     (1, 16, 1, 1),
@@ -80,17 +82,7 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last_planes, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pconv_mlir.models.common import init_weights
+
 VGG16_CONFIG: list[int | str] = [
     64, 64, "M",
     128, 128, "M",
@@ -48,7 +50,7 @@ class VGG(nn.Module):
         else:
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
             self.classifier = nn.Sequential(nn.Linear(512, num_classes))
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
@@ -71,21 +73,6 @@ def _make_features(config: list[int | str], batch_norm: bool) -> nn.Sequential:
         layers.append(nn.ReLU(inplace=True))
         channels = v
     return nn.Sequential(*layers)
-
-
-def _init_weights(model: nn.Module) -> None:
-    """torchvision's VGG initialisation (deterministic under `torch.manual_seed`)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 def vgg16(num_classes: int = 1000, input_size: int = 224, batch_norm: bool = False) -> VGG:

@@ -3,54 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from importlib import import_module
 
 from xdsl.passes import ModulePass
+
+PASSES: dict[str, tuple[str, str]] = {
+    "pconv-from-linalg": ("pconv_mlir.passes.pconv_from_linalg", "PconvFromLinalgPass"),
+    "pconv-fkr": ("pconv_mlir.passes.pconv_fkr", "PconvFkrPass"),
+    "pconv-fkw-pack": ("pconv_mlir.passes.pconv_fkw_pack", "PconvFkwPackPass"),
+    "pconv-tune": ("pconv_mlir.passes.pconv_tune", "PconvTunePass"),
+    "convert-pconv-to-loops": (
+        "pconv_mlir.lowering.convert_pconv_to_loops",
+        "ConvertPconvToLoopsPass",
+    ),
+    "pconv-lre": ("pconv_mlir.passes.pconv_lre", "PconvLrePass"),
+    "pconv-lower-to-llvm": ("pconv_mlir.lowering.pconv_lower_to_llvm", "PconvLowerToLlvmPass"),
+}
+"""Pass name -> (module, class), in pipeline order."""
+
+
+def _load(module: str, name: str) -> type[ModulePass]:
+    return getattr(import_module(module), name)
 
 
 def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     """Pass name -> factory returning the pass class."""
-
-    def get_fkr() -> type[ModulePass]:
-        from pconv_mlir.passes.pconv_fkr import PconvFkrPass
-
-        return PconvFkrPass
-
-    def get_fkw_pack() -> type[ModulePass]:
-        from pconv_mlir.passes.pconv_fkw_pack import PconvFkwPackPass
-
-        return PconvFkwPackPass
-
-    def get_from_linalg() -> type[ModulePass]:
-        from pconv_mlir.passes.pconv_from_linalg import PconvFromLinalgPass
-
-        return PconvFromLinalgPass
-
-    def get_to_loops() -> type[ModulePass]:
-        from pconv_mlir.lowering.convert_pconv_to_loops import ConvertPconvToLoopsPass
-
-        return ConvertPconvToLoopsPass
-
-    def get_lre() -> type[ModulePass]:
-        from pconv_mlir.passes.pconv_lre import PconvLrePass
-
-        return PconvLrePass
-
-    def get_tune() -> type[ModulePass]:
-        from pconv_mlir.passes.pconv_tune import PconvTunePass
-
-        return PconvTunePass
-
-    def get_lower_to_llvm() -> type[ModulePass]:
-        from pconv_mlir.lowering.pconv_lower_to_llvm import PconvLowerToLlvmPass
-
-        return PconvLowerToLlvmPass
-
-    return {
-        "convert-pconv-to-loops": get_to_loops,
-        "pconv-lower-to-llvm": get_lower_to_llvm,
-        "pconv-tune": get_tune,
-        "pconv-lre": get_lre,
-        "pconv-from-linalg": get_from_linalg,
-        "pconv-fkr": get_fkr,
-        "pconv-fkw-pack": get_fkw_pack,
-    }
+    return {name: partial(_load, *where) for name, where in PASSES.items()}

@@ -19,7 +19,7 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     TensorType,
 )
-from xdsl.ir import SSAValue
+from xdsl.ir import Block, Region, SSAValue
 
 from pconv_mlir import reference
 from pconv_mlir.dialects.pconv import Conv2dOp, PatternSetAttr, conv_output_shape
@@ -113,27 +113,24 @@ def conv2d_module(
     name: str = "conv",
 ) -> ModuleOp:
     """`func @conv(%x[, %bias])` with the weight as a constant and one `pconv.conv2d`."""
-    f = weight.shape[0]
-    out_shape = conv_output_shape(x_shape, f, strides, padding, dilation)
     inputs = [TensorType(f32, tuple(x_shape))]
     if bias is not None:
-        inputs.append(TensorType(f32, (f,)))
-    module = ModuleOp([])
-    with ImplicitBuilder(module.body):
-        fn = func.FuncOp(name, (inputs, [TensorType(f32, out_shape)]))
-        with ImplicitBuilder(fn.body) as args:
-            w_const = dense_constant(weight)
-            conv = conv2d_op(
-                args[0],
-                w_const.result,
-                args[1] if bias is not None else None,
-                patterns,
-                ids,
-                strides,
-                padding,
-                dilation,
-                relu,
-            )
-            func.ReturnOp(conv.result)
+        inputs.append(TensorType(f32, (weight.shape[0],)))
+    body = Block(arg_types=inputs)
+    with ImplicitBuilder(body):
+        w_const = dense_constant(weight)
+        conv = conv2d_op(
+            body.args[0],
+            w_const.result,
+            body.args[1] if bias is not None else None,
+            patterns,
+            ids,
+            strides,
+            padding,
+            dilation,
+            relu,
+        )
+        func.ReturnOp(conv.result)
+    module = ModuleOp([func.FuncOp(name, (inputs, [conv.result.type]), Region(body))])
     module.verify()
     return module

@@ -90,6 +90,7 @@ def test_help_lists_pconv_passes_with_summaries():
     assert out.returncode == 0
     assert "pconv passes:" in out.stdout and "upstream xDSL passes:" in out.stdout
     for name, factory in get_all_passes().items():
+        assert factory().name == name
         summary = pass_summary(factory())
         assert summary, f"{name} has no docstring summary"
         assert name in out.stdout and summary in out.stdout
