@@ -11,7 +11,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 APT_PACKAGES := clang-22 llvm-22 lld-22 mlir-22-tools qemu-user gcc-aarch64-linux-gnu \
-	libc6-dev-arm64-cross spirv-tools llvm-spirv-15 pocl-opencl-icd ocl-icd-opencl-dev
+	libc6-dev-arm64-cross spirv-tools llvm-spirv-15 pocl-opencl-icd ocl-icd-opencl-dev \
+	libclang-rt-22-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup toolchain venv test pytest lit lint demo clean

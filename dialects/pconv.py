@@ -17,11 +17,11 @@ Taps of a 3x3 kernel are numbered row-major, `tap = 3 * row + col`, so the centr
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, ClassVar
 
 import numpy as np
-from xdsl.dialects.arith import ConstantOp
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
@@ -48,22 +48,17 @@ from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
-from pconv_mlir.elements import dense_array
-
-WINDOW = 3
-"""Patterns are defined over a 3x3 window."""
-WINDOW_TAPS = WINDOW * WINDOW
-CENTRE_TAP = 4
-DEFAULT_TAPS = 4
-
-
-def tap_offset(tap: int) -> tuple[int, int]:
-    """The (row, col) position of `tap` inside the 3x3 window."""
-    return divmod(tap, WINDOW)
-
-
-def _format_mask(mask: Sequence[int]) -> str:
-    return "[" + ", ".join(str(t) for t in mask) + "]"
+from pconv_mlir import fkw
+from pconv_mlir.elements import ElementsError, constant_value, dense_array, dense_attr
+from pconv_mlir.errors import OptionError
+from pconv_mlir.patterns import (
+    CENTRE_TAP,
+    DEFAULT_TAPS,
+    WINDOW,
+    WINDOW_TAPS,
+    format_pattern,
+    pattern_masks,
+)
 
 
 @irdl_attr_definition
@@ -113,10 +108,7 @@ class PatternSetAttr(ParametrizedAttribute):
 
     def mask_array(self) -> np.ndarray:
         """A boolean array [K, 3, 3]: entry k is True where pattern k keeps a tap."""
-        out = np.zeros((len(self.masks), WINDOW_TAPS), dtype=bool)
-        for k, pattern in enumerate(self.patterns):
-            out[k, list(pattern)] = True
-        return out.reshape(len(self.masks), WINDOW, WINDOW)
+        return pattern_masks(self.patterns)
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
@@ -144,7 +136,7 @@ class PatternSetAttr(ParametrizedAttribute):
         )
 
     def print_parameters(self, printer: Printer) -> None:
-        body = ", ".join(_format_mask(p) for p in self.patterns)
+        body = ", ".join(format_pattern(p) for p in self.patterns)
         printer.print_string(f"<[{body}], taps = {self.taps.data}")
         if not self.centre.data:
             printer.print_string(", centre = false")
@@ -162,66 +154,97 @@ class PatternSetAttr(ParametrizedAttribute):
             if bad:
                 raise VerifyException(f"pattern {k} has tap {bad[0]} outside the 3x3 window 0..8")
             if len(set(pattern)) != len(pattern):
-                raise VerifyException(f"pattern {k} {_format_mask(pattern)} repeats a tap")
+                raise VerifyException(f"pattern {k} {format_pattern(pattern)} repeats a tap")
             if len(pattern) != taps:
                 raise VerifyException(f"pattern {k} has {len(pattern)} taps, the set allows {taps}")
             if self.centre.data and CENTRE_TAP not in pattern:
-                raise VerifyException(f"pattern {k} {_format_mask(pattern)} lacks the centre tap 4")
+                raise VerifyException(
+                    f"pattern {k} {format_pattern(pattern)} lacks the centre tap 4"
+                )
             key = tuple(sorted(pattern))
             if key in seen:
                 raise VerifyException(
-                    f"pattern {k} {_format_mask(pattern)} duplicates pattern {seen[key]}"
+                    f"pattern {k} {format_pattern(pattern)} duplicates pattern {seen[key]}"
                 )
             seen[key] = k
 
 
+@dataclass(frozen=True)
+class ScheduleField:
+    """One parameter of `#pconv.schedule`: its default, its least value and what it means."""
+
+    default: int
+    minimum: int
+    doc: str
+    power_of_two: bool = False
+
+
+SCHEDULE_FIELDS: dict[str, ScheduleField] = {
+    "vector_width": ScheduleField(
+        8, 1, "fp32 lanes of one vector, along the output row", power_of_two=True
+    ),
+    "unroll_rows": ScheduleField(3, 1, "output rows of the register tile"),
+    "unroll_cols": ScheduleField(2, 1, "vectors per row of the register tile"),
+    "partial_sums": ScheduleField(
+        1, 1, "independent accumulators per output vector (taps alternate between them)"
+    ),
+    "unroll_filters": ScheduleField(1, 1, "stored filters whose kernel loops run in lock-step"),
+    "tile_channels": ScheduleField(
+        0, 0, "input channels per cache block, all filters over one block before the next (0: none)"
+    ),
+}
+"""The schedule's vocabulary: the one place a schedule parameter is defined. The attribute,
+its parser, printer and verifier, the passes that set it and `compile`'s options all read it."""
+
+
 @irdl_attr_definition
 class ScheduleAttr(ParametrizedAttribute):
-    """The register tile of one FKW convolution: chosen per layer by the tuner.
+    """How the code generator lays out one FKW convolution; chosen per layer by the tuner.
 
-    `vector_width` lanes along the output row, `unroll_rows` output rows and `unroll_cols`
-    vectors per row held in registers while a filter's kernels stream past; each output vector
-    is summed in `partial_sums` independent accumulators (taps alternate between them) so that
-    multiply-adds do not wait on one another; `unroll_filters` consecutive stored filters run
-    their kernel loops in lock-step (FKR puts filters of the same length and pattern mix next
-    to each other), so there are fewer loop exits per kernel; `tile_channels` > 0 splits the
-    input channels into blocks of that many, all filters running over one block before the
-    next, so a tile's input rows stay in L1 (0: no blocking). The code generator shrinks the
-    tile to the output when the output is smaller. Omitted keys take their defaults.
+    The parameters and their defaults are `SCHEDULE_FIELDS`: the register tile is
+    `unroll_rows` output rows x `unroll_cols` vectors of `vector_width` lanes, held in
+    registers while a filter's kernels stream past (the generator shrinks it to the output
+    when the output is smaller); each output vector sums `partial_sums` accumulators;
+    `unroll_filters` stored filters advance in lock-step; `tile_channels` > 0 blocks the input
+    channels (the FKW `stride` table then has one run per block and pattern). Omitted keys
+    take their defaults; the attribute always prints them all.
 
-        #pconv.schedule<vector_width = 8, unroll_rows = 4, unroll_cols = 2, partial_sums = 1,
+        #pconv.schedule<vector_width = 8, unroll_rows = 3, unroll_cols = 2, partial_sums = 1,
                         unroll_filters = 1, tile_channels = 0>
     """
 
     name = "pconv.schedule"
 
-    vector_width: IntAttr
-    unroll_rows: IntAttr
-    unroll_cols: IntAttr
-    partial_sums: IntAttr
-    unroll_filters: IntAttr
-    tile_channels: IntAttr
+    __annotations__ = {key: "IntAttr" for key in SCHEDULE_FIELDS}
 
-    DEFAULTS: ClassVar[dict[str, int]] = {
-        "vector_width": 8,
-        "unroll_rows": 4,
-        "unroll_cols": 2,
-        "partial_sums": 1,
-        "unroll_filters": 1,
-        "tile_channels": 0,
-    }
+    DEFAULTS: ClassVar[dict[str, int]] = {k: f.default for k, f in SCHEDULE_FIELDS.items()}
 
     @staticmethod
     def get(**values: int) -> ScheduleAttr:
-        """A schedule from keyword values; missing keys take `DEFAULTS`."""
-        unknown = set(values) - set(ScheduleAttr.DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown schedule parameter '{sorted(unknown)[0]}'")
-        merged = ScheduleAttr.DEFAULTS | values
-        return ScheduleAttr(*(IntAttr(merged[k]) for k in ScheduleAttr.DEFAULTS))
+        """A schedule from keyword values; missing keys take their defaults.
+
+        Raises `OptionError` for an unknown key or a value that is not an integer.
+        """
+        return ScheduleAttr.DEFAULT.replace(**values)
+
+    def replace(self, **values: int) -> ScheduleAttr:
+        """This schedule with the given parameters changed and every other one kept."""
+        for key, value in values.items():
+            if key not in SCHEDULE_FIELDS:
+                raise OptionError(
+                    f"unknown schedule parameter '{key}' (parameters: {', '.join(SCHEDULE_FIELDS)})"
+                )
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise OptionError(f"schedule {key} = {value!r} is not an integer")
+        merged = self.as_dict() | {k: int(v) for k, v in values.items()}
+        return ScheduleAttr(*(IntAttr(merged[k]) for k in SCHEDULE_FIELDS))
 
     def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k).data for k in self.DEFAULTS}
+        """The parameters by name."""
+        return {k: getattr(self, k).data for k in SCHEDULE_FIELDS}
+
+    def __getitem__(self, key: str) -> int:
+        return getattr(self, key).data
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
@@ -229,7 +252,7 @@ class ScheduleAttr(ParametrizedAttribute):
 
         def parse_entry() -> None:
             key = parser.parse_identifier()
-            if key not in cls.DEFAULTS:
+            if key not in SCHEDULE_FIELDS:
                 parser.raise_error(f"unknown schedule parameter '{key}'")
             if key in values:
                 parser.raise_error(f"schedule parameter '{key}' given twice")
@@ -241,7 +264,7 @@ class ScheduleAttr(ParametrizedAttribute):
                 parser.parse_comma_separated_list(parser.Delimiter.NONE, parse_entry)
                 parser.parse_punctuation(">")
         merged = cls.DEFAULTS | values
-        return tuple(IntAttr(merged[k]) for k in cls.DEFAULTS)
+        return tuple(IntAttr(merged[k]) for k in SCHEDULE_FIELDS)
 
     def print_parameters(self, printer: Printer) -> None:
         body = ", ".join(f"{k} = {v}" for k, v in self.as_dict().items())
@@ -249,12 +272,17 @@ class ScheduleAttr(ParametrizedAttribute):
 
     def verify(self) -> None:
         for key, value in self.as_dict().items():
-            least = 0 if key == "tile_channels" else 1
-            if value < least:
-                raise VerifyException(f"schedule {key} = {value} must be at least {least}")
-        width = self.vector_width.data
-        if width & (width - 1):
-            raise VerifyException(f"schedule vector_width = {width} is not a power of two")
+            field = SCHEDULE_FIELDS[key]
+            if value < field.minimum:
+                raise VerifyException(f"schedule {key} = {value} must be at least {field.minimum}")
+            if field.power_of_two and value & (value - 1):
+                raise VerifyException(f"schedule {key} = {value} is not a power of two")
+            if value >= 2**31:
+                raise VerifyException(f"schedule {key} = {value} is too large")
+
+
+ScheduleAttr.DEFAULT = ScheduleAttr(*(IntAttr(f.default) for f in SCHEDULE_FIELDS.values()))
+"""The schedule with every parameter at its default."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,15 +351,18 @@ def window_of(op: Conv2dOp | FkwConv2dOp) -> dict[str, Any]:
     }
 
 
-def dense_values(value: SSAValue) -> np.ndarray | None:
-    """The contents of `value` when it is an `arith.constant` holding dense elements."""
-    owner = value.owner
-    if not isinstance(owner, ConstantOp):
+def constant_data(value: SSAValue) -> np.ndarray | None:
+    """The contents of `value` when an `arith.constant` (`dense<...>`, or `dense_resource<...>`
+    with data in the active storage, see `pconv_mlir.elements`) defines it; else None."""
+    try:
+        return constant_value(None, value, copy=False)
+    except ElementsError:
         return None
-    attr = owner.value
-    if not isinstance(attr, DenseIntOrFPElementsAttr):
-        return None
-    return dense_array(attr, copy=False)
+
+
+def kernel_patterns_attr(ids: np.ndarray) -> DenseIntOrFPElementsAttr:
+    """Per-kernel pattern ids [F, C] as `kernel_patterns` (i8: a set has at most 56 patterns)."""
+    return dense_attr(np.asarray(ids, dtype=np.int8))
 
 
 def _conv_common_verify(
@@ -503,7 +534,7 @@ class Conv2dOp(IRDLOperation):
 
         _verify_grouping(self, filters, order_required=True)
 
-        weight = dense_values(self.weight)
+        weight = constant_data(self.weight)
         if weight is None:
             return
         masks = self.patterns.mask_array()
@@ -528,10 +559,11 @@ class FkwConv2dOp(IRDLOperation):
     For stored filter i (output channel `reorder[i]`), its kernels are `offset[i]` up to
     `offset[i + 1]`; the run of kernels with pattern p is `stride[i, p]` up to `stride[i, p + 1]`;
     kernel k reads input channel `index[k]` with the `taps` weights `weight[k, :]` in the order
-    of the pattern's taps.
+    of the pattern's taps. With `tile_channels` in the schedule, `stride` has one run per
+    (channel block, pattern): see `pconv_mlir.fkw`.
 
         %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight, %b
-               patterns <[[1, 3, 4, 5]], taps = 4> schedule <vector_width = 8, unroll_rows = 4,
+               patterns <[[1, 3, 4, 5]], taps = 4> schedule <vector_width = 8, unroll_rows = 3,
                unroll_cols = 2> strides [1, 1] padding [1, 1]
                dilation [1, 1] : (tensor<1x2x8x8xf32>, tensor<3xi32>, tensor<2xi32>,
                tensor<3xi32>, tensor<2x2xi32>, tensor<3x4xf32>, tensor<2xf32>)
@@ -593,74 +625,59 @@ class FkwConv2dOp(IRDLOperation):
             properties=properties,
         )
 
+    def fkw_arrays(self) -> fkw.Fkw | None:
+        """The FKW arrays when all five are constants with data; else None."""
+        arrays = [constant_data(getattr(self, name)) for name in fkw.NAMES]
+        if any(a is None for a in arrays):
+            return None
+        return fkw.Fkw(*arrays)
+
+    def channel_blocks(self) -> int:
+        """How many channel blocks the `stride` table has runs for (see `pconv_mlir.fkw`)."""
+        channels = _static_shape(self.input, "input")[1]
+        return fkw.channel_blocks(channels, self.schedule["tile_channels"])
+
     def verify_(self) -> None:
         for name in ("offset", "reorder", "index", "stride"):
             element_type = getattr(self, name).type.element_type
             if element_type != IntegerType(32):
                 raise VerifyException(f"{name} must hold i32, got {element_type}")
-        reorder_shape = _static_shape(self.reorder, "reorder")
-        if len(reorder_shape) != 1:
-            raise VerifyException(f"reorder must be 1-D, got {self.reorder.type}")
-        filters = reorder_shape[0]
+        for name in fkw.NAMES:
+            shape = _static_shape(getattr(self, name), name)
+            rank = 2 if name in ("stride", "weight") else 1
+            if len(shape) != rank:
+                raise VerifyException(f"{name} must be {rank}-D, got {getattr(self, name).type}")
+        filters = _static_shape(self.reorder, "reorder")[0]
         _conv_common_verify(self, filters, None)
         channels = _static_shape(self.input, "input")[1]
         count, taps = len(self.patterns), self.patterns.taps.data
-
-        offset_shape = _static_shape(self.offset, "offset")
-        if offset_shape != (filters + 1,):
-            raise VerifyException(
-                f"offset has shape {'x'.join(map(str, offset_shape))}, expected {filters + 1} "
-                f"(filters + 1)"
-            )
-        index_shape = _static_shape(self.index, "index")
-        if len(index_shape) != 1:
-            raise VerifyException(f"index must be 1-D, got {self.index.type}")
-        kernels = index_shape[0]
-        stride_shape = _static_shape(self.stride, "stride")
-        if stride_shape != (filters, count + 1):
-            raise VerifyException(
-                f"stride has shape {'x'.join(map(str, stride_shape))}, expected "
-                f"{filters}x{count + 1} (filters x (patterns + 1))"
-            )
-        weight_shape = _static_shape(self.weight, "weight")
-        if weight_shape != (kernels, taps):
-            raise VerifyException(
-                f"weight has shape {'x'.join(map(str, weight_shape))}, expected "
-                f"{kernels}x{taps} (kernels x taps)"
-            )
+        blocks = self.channel_blocks()
+        kernels = _static_shape(self.index, "index")[0]
+        expected = {
+            "offset": ((filters + 1,), "(filters + 1)"),
+            "stride": (
+                (filters, blocks * count + 1),
+                "(filters x (patterns + 1))"
+                if blocks == 1
+                else f"(filters x ({blocks} channel blocks x patterns + 1))",
+            ),
+            "weight": ((kernels, taps), "(kernels x taps)"),
+        }
+        for name, (shape, what) in expected.items():
+            actual = _static_shape(getattr(self, name), name)
+            if actual != shape:
+                raise VerifyException(
+                    f"{name} has shape {'x'.join(map(str, actual))}, expected "
+                    f"{'x'.join(map(str, shape))} {what}"
+                )
 
         _verify_grouping(self, filters, order_required=False)
 
-        offset, reorder = dense_values(self.offset), dense_values(self.reorder)
-        index, stride = dense_values(self.index), dense_values(self.stride)
-        if reorder is not None and sorted(reorder.tolist()) != list(range(filters)):
-            raise VerifyException(
-                f"reorder {reorder.tolist()} is not a permutation of 0..{filters - 1}"
-            )
-        if offset is not None:
-            if offset[0] != 0 or offset[-1] != kernels or np.any(np.diff(offset) < 0):
-                raise VerifyException(
-                    f"offset {offset.tolist()} must rise from 0 to the {kernels} kernels"
-                )
-        if index is not None:
-            bad = np.flatnonzero((index < 0) | (index >= channels))
-            if bad.size:
-                k = int(bad[0])
-                raise VerifyException(
-                    f"index[{k}] = {int(index[k])} is not an input channel 0..{channels - 1}"
-                )
-        if stride is not None and offset is not None:
-            for i in range(filters):
-                row = stride[i]
-                if row[0] != offset[i] or row[-1] != offset[i + 1] or np.any(np.diff(row) < 0):
-                    raise VerifyException(
-                        f"stride row {i} {row.tolist()} must rise from offset[{i}] = "
-                        f"{int(offset[i])} to offset[{i + 1}] = {int(offset[i + 1])}"
-                    )
-                if index is not None:
-                    used = index[offset[i] : offset[i + 1]]
-                    if len(set(used.tolist())) != len(used):
-                        raise VerifyException(f"filter {i} lists an input channel twice in index")
+        arrays = self.fkw_arrays()
+        if arrays is not None:
+            problem = fkw.check(arrays, count, taps, channels, self.schedule["tile_channels"])
+            if problem is not None:
+                raise VerifyException(problem)
 
 
 PCONV = Dialect(
@@ -668,3 +685,30 @@ PCONV = Dialect(
     [Conv2dOp, FkwConv2dOp],
     [PatternSetAttr, ScheduleAttr],
 )
+
+
+def schedule_options(cls: type) -> type:
+    """Class decorator for a pass: one `int | None` option per `#pconv.schedule` parameter.
+
+    Put it under `@dataclass(frozen=True)`; `-p 'pass{unroll_rows=4}'` then sets that
+    parameter and leaves the others (None) alone. `schedule_values(pass_)` collects them.
+    """
+    annotations = dict(cls.__dict__.get("__annotations__", {}))
+    for key in SCHEDULE_FIELDS:
+        annotations[key] = "int | None"
+        setattr(cls, key, None)
+    cls.__annotations__ = annotations
+    return cls
+
+
+def schedule_values(options: object) -> dict[str, int]:
+    """The schedule parameters a pass with `schedule_options` was given, checked.
+
+    Raises `OptionError` for a value that is not an integer or that the schedule rejects.
+    """
+    values = {k: getattr(options, k) for k in SCHEDULE_FIELDS if getattr(options, k) is not None}
+    try:
+        ScheduleAttr.DEFAULT.replace(**values).verify()
+    except VerifyException as e:
+        raise OptionError(str(e)) from None
+    return values

@@ -3,17 +3,17 @@
 The back half of the CPU path. The input is a `builtin.module` whose ops all come from upstream
 MLIR dialects (`UPSTREAM_DIALECTS`: func, scf, cf, memref, arith, vector, math, affine, index, ub,
 and linalg/tensor/bufferization on tensors or buffers); `pconv` ops must be lowered before. The
-output is LLVM IR text for a target in `TARGETS`, for `pconv_mlir.runtime.compile_shared_library`.
+output is LLVM IR text for a `pconv_mlir.machine.Machine`, for the builders in `pconv_mlir.runtime`.
 
-    >>> ir = lower_to_llvm_ir(module, target="aarch64")      # doctest: +SKIP
-    >>> signatures = function_signatures(module)             # doctest: +SKIP
+    >>> ir = lower_to_llvm_ir(module, ctx, machine("aarch64"))      # doctest: +SKIP
+    >>> signatures = function_signatures(module)                    # doctest: +SKIP
 
 How: xDSL verifies the module, checks that it uses upstream dialects only and that public function
 boundaries have types the C ABI can express, stamps the target triple and data layout on a copy,
-and prints it in generic form. `mlir-opt-22` runs `llvm_pipeline()`, and `mlir-translate-22
---mlir-to-llvmir` makes LLVM IR. xDSL has no lowering of its own from vector, memref (descriptors,
-subviews) or bufferization to the llvm dialect, so the whole conversion happens upstream, and its
-result never comes back into xDSL (which cannot parse some LLVM-22 syntax, e.g. `llvm.mlir.poison`).
+and prints it in generic form with the `dense_resource` blobs of `ctx`. `mlir-opt-22` runs
+`llvm_pipeline()`, and `mlir-translate-22 --mlir-to-llvmir` makes LLVM IR. xDSL has no lowering of
+its own from vector, memref (descriptors, subviews) or bufferization to the llvm dialect, so the
+whole conversion happens upstream.
 
 The C ABI ("bare pointers"), the same for every public `func.func` with a body:
 
@@ -32,21 +32,14 @@ check every call against it.
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
 from io import StringIO
 
-from xdsl.dialect_interfaces.op_asm import OpAsmDialectInterface
+from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     AffineMapAttr,
-    Builtin,
     DenseResourceAttr,
-    Float16Type,
-    Float32Type,
-    Float64Type,
-    IndexType,
-    IntegerType,
     MemRefType,
     ModuleOp,
     NoneAttr,
@@ -57,122 +50,47 @@ from xdsl.ir import Attribute, Operation
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException
 
-from pconv_mlir.toolchain import ToolFailedError, run_tool
+from pconv_mlir.elements import has_data, scalar_of, storage_of
+from pconv_mlir.errors import LoweringError, ToolFailedError, first_line
+from pconv_mlir.ir import default_context
+from pconv_mlir.machine import Machine, machine
+from pconv_mlir.toolchain import run_tool
 
 __all__ = [
-    "TARGETS",
     "UPSTREAM_DIALECTS",
     "ArgSpec",
     "FunctionSignature",
-    "LoweringError",
-    "TargetSpec",
     "check_upstream_only",
     "function_signatures",
     "llvm_pipeline",
     "lower_to_llvm_dialect",
     "lower_to_llvm_ir",
     "print_for_mlir_opt",
-    "resolve_target",
     "run_mlir_opt",
     "translate_to_llvm_ir",
 ]
 
 
-class LoweringError(DiagnosticException):
-    """The module cannot be lowered: an unsupported op or type, or an upstream tool failed.
-
-    The message is one line. `op` is the offending op when there is one (for its location). When
-    a tool failed, `details` holds its whole stderr and `input_text` the text it was given.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        op: Operation | None = None,
-        details: str = "",
-        input_text: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.op = op
-        self.details = details
-        self.input_text = input_text
-
-
-# ------------------------------------------------------------------------------------------------
-# Targets
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """What the compiler needs to know about one target machine."""
-
-    name: str
-    """`aarch64` or `x86_64`."""
-    triple: str
-    """The LLVM target triple, as clang-22 spells it."""
-    data_layout: str
-    """The LLVM data layout string that clang-22 uses for `triple`."""
-    default_cpu: str
-    """The CPU to tune for when none is given: `cortex-a76` (Snapdragon 855 big core), `native`."""
-
-
-TARGETS: dict[str, TargetSpec] = {
-    "aarch64": TargetSpec(
-        name="aarch64",
-        triple="aarch64-unknown-linux-gnu",
-        data_layout=(
-            "e-m:e-p270:32:32-p271:32:32-p272:64:64-i8:8:32-i16:16:32-i64:64-i128:128-n32:64-S128-Fn32"
-        ),
-        default_cpu="cortex-a76",
-    ),
-    "x86_64": TargetSpec(
-        name="x86_64",
-        triple="x86_64-pc-linux-gnu",
-        data_layout="e-m:e-p270:32:32-p271:32:32-p272:64:64-i64:64-i128:128-f80:128-n8:16:32:64-S128",
-        default_cpu="x86-64-v3",
-    ),
-}
-"""The supported targets, with LLVM 22's triples and data layouts (checked against clang)."""
-
-
-def resolve_target(target: str) -> TargetSpec:
-    """The `TargetSpec` for `target`: `host` (this machine, tuned for it), `aarch64` or `x86_64`."""
-    if target == "host":
-        machine = platform.machine().lower()
-        name = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
-        if name not in TARGETS:
-            raise LoweringError(f"host machine '{machine}' is not a supported target")
-        spec = TARGETS[name]
-        return TargetSpec(spec.name, spec.triple, spec.data_layout, "native")
-    if target not in TARGETS:
-        raise LoweringError(
-            f"unknown target '{target}' (choose from host, {', '.join(sorted(TARGETS))})"
-        )
-    return TARGETS[target]
+def _machine(target: Machine | str) -> Machine:
+    if isinstance(target, Machine):
+        return target
+    try:
+        return machine(target)
+    except ValueError as e:
+        raise LoweringError(str(e)) from None
 
 
 # ------------------------------------------------------------------------------------------------
 # The C ABI of the generated functions
 # ------------------------------------------------------------------------------------------------
 
-_INT_DTYPES = {1: "bool", 8: "int8", 16: "int16", 32: "int32", 64: "int64"}
-
 
 def _dtype_of(type_: Attribute, where: str) -> str:
     """The numpy dtype name of scalar MLIR type `type_`, or a `LoweringError` naming `where`."""
-    if isinstance(type_, Float16Type):
-        return "float16"
-    if isinstance(type_, Float32Type):
-        return "float32"
-    if isinstance(type_, Float64Type):
-        return "float64"
-    if isinstance(type_, IndexType):
-        return "int64"
-    if isinstance(type_, IntegerType) and type_.width.data in _INT_DTYPES:
-        return _INT_DTYPES[type_.width.data]
-    raise LoweringError(f"{where} has type {type_}, which the C ABI does not support")
+    scalar = scalar_of(type_)
+    if scalar is None or scalar.dtype.startswith("uint"):
+        raise LoweringError(f"{where} has type {type_}, which the C ABI does not support")
+    return scalar.dtype
 
 
 @dataclass(frozen=True)
@@ -328,43 +246,40 @@ def check_upstream_only(module: ModuleOp) -> None:
             )
 
 
-def _check_resource_blobs(module: ModuleOp) -> None:
-    """Raise `LoweringError` for a `dense_resource` whose blob xDSL does not hold.
-
-    xDSL 0.74 keeps blobs in one process-wide table keyed by name. When a second module using a
-    name already in it is parsed (torch-mlir names blobs by shape, e.g.
-    `torch_tensor_4_torch.float32`), the parser renames the handle in the IR to `<name>_0` but
-    files the blob under yet another name (`<name>_1`), so the new module's handle has no data.
-    """
-    storage = Builtin.get_interface(OpAsmDialectInterface)
+def _check_resource_blobs(module: ModuleOp, ctx: Context) -> None:
+    """Raise `LoweringError` for a `dense_resource` whose blob `ctx` does not hold."""
+    storage = storage_of(ctx)
     for op in module.walk():
         for attr in (*op.properties.values(), *op.attributes.values()):
             if isinstance(attr, DenseResourceAttr):
                 key = attr.resource_handle.data
-                if storage is None or not storage.lookup(key):
+                if not has_data(storage, key):
                     raise LoweringError(
-                        f"dense_resource '{key}' has no data in xDSL (was another module with "
-                        "the same resource name parsed in this process?)",
+                        f"dense_resource<{key}> has no data in the context the module is "
+                        "lowered in (was it parsed or imported into another context?)",
                         op=op,
                     )
 
 
-def print_for_mlir_opt(module: ModuleOp, target: str | None = None) -> str:
-    """`module` as text for `mlir-opt-22`: generic form plus the `dense_resource` blobs it uses.
+def print_for_mlir_opt(
+    module: ModuleOp, ctx: Context | None = None, target: Machine | str | None = None
+) -> str:
+    """`module` as text for `mlir-opt-22`: generic form plus the `dense_resource` blobs it uses,
+    read from `ctx` (default: `pconv_mlir.ir.default_context()`).
 
     With `target`, a copy of the module carries `llvm.target_triple` and `llvm.data_layout`.
     """
+    ctx = default_context() if ctx is None else ctx
     if target is not None:
-        spec = resolve_target(target)
+        spec = _machine(target)
         module = module.clone()
         module.attributes["llvm.target_triple"] = StringAttr(spec.triple)
         module.attributes["llvm.data_layout"] = StringAttr(spec.data_layout)
-    _check_resource_blobs(module)
+    _check_resource_blobs(module, ctx)
     stream = StringIO()
     printer = _UpstreamPrinter(stream=stream, print_generic_format=True)
     printer.print_op(module)
-    # The blobs of `dense_resource` attributes live in the process-wide builtin dialect object.
-    printer.print_metadata([Builtin])
+    printer.print_metadata(ctx.loaded_dialects)
     stream.write("\n")
     return stream.getvalue()
 
@@ -439,33 +354,45 @@ def translate_to_llvm_ir(llvm_dialect_text: str) -> str:
     return _run_upstream("mlir-translate", ["--mlir-to-llvmir"], llvm_dialect_text)
 
 
-def prepare_for_mlir_opt(module: ModuleOp, target: str) -> str:
+def prepare_for_mlir_opt(module: ModuleOp, ctx: Context | None, target: Machine | str) -> str:
     """Verify `module`, check it is upstream-only with a C ABI, and print it for mlir-opt."""
-    resolve_target(target)
+    spec = _machine(target)
     try:
         module.verify()
     except DiagnosticException as e:
-        lines = str(e).strip().splitlines()
-        raise LoweringError(f"module does not verify: {lines[0] if lines else e!r}") from None
+        raise LoweringError(f"module does not verify: {first_line(e)}") from None
     check_upstream_only(module)
     function_signatures(module)  # rejects boundary types the ABI cannot express
-    return print_for_mlir_opt(module, target)
+    return print_for_mlir_opt(module, ctx, spec)
 
 
-def lower_to_llvm_dialect(module: ModuleOp, *, target: str = "host", opt_level: int = 3) -> str:
+def lower_to_llvm_dialect(
+    module: ModuleOp,
+    ctx: Context | None = None,
+    target: Machine | str = "host",
+    *,
+    opt_level: int = 3,
+) -> str:
     """`module` lowered by `llvm_pipeline()` to the llvm dialect, as upstream MLIR text.
 
     The text is in LLVM 22 syntax, which xDSL may not parse: give it to `translate_to_llvm_ir`.
     """
-    return run_mlir_opt(prepare_for_mlir_opt(module, target), llvm_pipeline(opt_level))
+    return run_mlir_opt(prepare_for_mlir_opt(module, ctx, target), llvm_pipeline(opt_level))
 
 
-def lower_to_llvm_ir(module: ModuleOp, *, target: str = "host", opt_level: int = 3) -> str:
-    """`module` (upstream dialects only) as LLVM IR text for `target`.
+def lower_to_llvm_ir(
+    module: ModuleOp,
+    ctx: Context | None = None,
+    target: Machine | str = "host",
+    *,
+    opt_level: int = 3,
+) -> str:
+    """`module` (upstream dialects only) as LLVM IR text for `target` (a `Machine` or its name).
 
-    `target` is `host`, `aarch64` or `x86_64`; the IR carries its triple and data layout, and its
-    functions follow the bare-pointer C ABI of this module's docstring. `opt_level` 0 skips the
-    MLIR clean-up passes; LLVM's optimisations are clang's job (`compile_shared_library`).
-    Raises `LoweringError` (one-line message) or `ToolNotFoundError`.
+    The IR carries the machine's triple and data layout, and its functions follow the
+    bare-pointer C ABI of this module's docstring; `dense_resource` data comes from `ctx`.
+    `opt_level` 0 skips the MLIR clean-up passes; LLVM's optimisations are clang's job. Raises
+    `LoweringError` (one-line message) or `ToolNotFoundError`.
     """
-    return translate_to_llvm_ir(lower_to_llvm_dialect(module, target=target, opt_level=opt_level))
+    llvm_dialect = lower_to_llvm_dialect(module, ctx, target, opt_level=opt_level)
+    return translate_to_llvm_ir(llvm_dialect)

@@ -1,4 +1,8 @@
-"""pconv-mlir's passes, one per file; `get_all_passes` imports each only when it is asked for."""
+"""pconv-mlir's passes, one per file; `get_all_passes` imports each only when it is asked for.
+
+A pass here is IR to IR: it imports the dialect, xDSL and the leaf modules of `pconv_mlir`
+(`elements`, `errors`, `fkw`, `patterns`) and nothing that builds, runs or measures code.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ PASSES: dict[str, tuple[str, str]] = {
     "pconv-from-linalg": ("pconv_mlir.passes.pconv_from_linalg", "PconvFromLinalgPass"),
     "pconv-fkr": ("pconv_mlir.passes.pconv_fkr", "PconvFkrPass"),
     "pconv-fkw-pack": ("pconv_mlir.passes.pconv_fkw_pack", "PconvFkwPackPass"),
-    "pconv-tune": ("pconv_mlir.passes.pconv_tune", "PconvTunePass"),
+    "pconv-schedule": ("pconv_mlir.passes.pconv_schedule", "PconvSchedulePass"),
+    "pconv-apply-tuning": ("pconv_mlir.passes.pconv_apply_tuning", "PconvApplyTuningPass"),
     "convert-pconv-to-loops": (
         "pconv_mlir.lowering.convert_pconv_to_loops",
         "ConvertPconvToLoopsPass",

@@ -37,8 +37,8 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
-from pconv_mlir.diagnostics import op_location
 from pconv_mlir.dialects.pconv import Conv2dOp, window_of
+from pconv_mlir.errors import op_location
 
 
 def filter_order(ids: np.ndarray, patterns: int) -> list[int]:

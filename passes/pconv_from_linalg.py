@@ -34,7 +34,6 @@ Other convolutions (1x1, depthwise, grouped, strided 7x7 stems) are left as lina
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,10 +52,10 @@ from xdsl.ir.affine import AffineMap
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
-from pconv_mlir.builders import dense_constant, pattern_ids_attr
-from pconv_mlir.diagnostics import PconvDiagnostic
-from pconv_mlir.dialects.pconv import CENTRE_TAP, Conv2dOp, PatternSetAttr
-from pconv_mlir.frontend import constant_value
+from pconv_mlir import patterns as pattern_rules
+from pconv_mlir.dialects.pconv import Conv2dOp, PatternSetAttr, kernel_patterns_attr
+from pconv_mlir.elements import ElementsError, constant_value, dense_constant
+from pconv_mlir.errors import OpError, OptionError
 
 
 @dataclass
@@ -157,7 +156,14 @@ def match_conv(ctx: Context, conv: linalg.Conv2DNchwFchwOp) -> _Match | None:
     w_shape = tuple(w.type.get_shape())
     if len(w_shape) != 4 or w_shape[2:] != (3, 3):
         return None
-    weight = constant_value(ctx, w)
+    try:
+        weight = constant_value(ctx, w)
+    except ElementsError as e:
+        raise OpError(
+            conv,
+            f"its weight cannot be read: {e} (a file printed without its dialect_resources "
+            "section has no weights; print modules with pconv_mlir.ir.print_module or pconv-opt)",
+        ) from None
     if weight is None:
         return None
     understood, bias = _bias(ctx, conv.outputs[0], w_shape[0])
@@ -174,85 +180,36 @@ def match_conv(ctx: Context, conv: linalg.Conv2DNchwFchwOp) -> _Match | None:
     return match
 
 
-def _kernel_taps(weight: np.ndarray) -> np.ndarray:
-    """Nonzero masks [F, C, 9]."""
-    return (weight != 0).reshape(weight.shape[0], weight.shape[1], 9)
+def _layer_error(matches: list[_Match], error: pattern_rules.PatternError) -> OpError:
+    """The pattern error of conv number `error.layer`, located at that conv."""
+    number = error.layer or 0
+    m = matches[number]
+    shape = "x".join(map(str, m.weight.shape))
+    return OpError(m.conv, f"3x3 conv #{number} ({shape}): {error}")
 
 
 def infer_patterns(
     matches: list[_Match], taps: int, centre: bool
 ) -> tuple[list[tuple[int, ...]], list[np.ndarray]]:
     """The module's pattern set (most frequent first) and each conv's pattern ids."""
-    counts: Counter[tuple[int, ...]] = Counter()
-    for number, m in enumerate(matches):
-        nz = _kernel_taps(m.weight)
-        sizes = nz.sum(axis=2)
-        too_many = np.argwhere(sizes > taps)
-        if too_many.size:
-            f, c = (int(v) for v in too_many[0])
-            kept = [int(t) for t in np.flatnonzero(nz[f, c])]
-            raise PconvDiagnostic(
-                m.conv,
-                f"3x3 conv #{number} ({'x'.join(map(str, m.weight.shape))}): kernel ({f}, {c}) "
-                f"has {len(kept)} nonzero taps {kept}, a pattern keeps {taps}",
-            )
-        for f, c in np.argwhere(sizes == taps):
-            counts[tuple(int(t) for t in np.flatnonzero(nz[f, c]))] += 1
-    patterns = sorted(counts, key=lambda p: (-counts[p], p))
-    candidates = None
-    ids_per_conv: list[np.ndarray] = []
-    for number, m in enumerate(matches):
-        nz = _kernel_taps(m.weight)
-        ids = np.full(nz.shape[:2], -1, dtype=np.int64)
-        for f, c in np.argwhere(nz.any(axis=2)):
-            kept = {int(t) for t in np.flatnonzero(nz[f, c])}
-            if centre and CENTRE_TAP not in kept and len(kept) == taps:
-                raise PconvDiagnostic(
-                    m.conv,
-                    f"3x3 conv #{number} ({'x'.join(map(str, m.weight.shape))}): kernel "
-                    f"({f}, {c}) keeps taps {sorted(kept)} without the centre tap 4",
-                )
-            fitting = [k for k, p in enumerate(patterns) if kept <= set(p)]
-            if not fitting:
-                # Fewer nonzeros than taps and no pattern of the set holds them: take the first
-                # candidate shape (with the centre) that does.
-                if candidates is None:
-                    from itertools import combinations
-
-                    others = [t for t in range(9) if t != CENTRE_TAP or not centre]
-                    picks = combinations(others, taps - (1 if centre else 0))
-                    candidates = [tuple(sorted((*p, CENTRE_TAP) if centre else p)) for p in picks]
-                pick = next((p for p in candidates if kept <= set(p)), None)
-                if pick is None:
-                    raise PconvDiagnostic(
-                        m.conv,
-                        f"3x3 conv #{number}: kernel ({f}, {c}) with taps {sorted(kept)} fits no "
-                        f"{taps}-tap pattern",
-                    )
-                patterns.append(pick)
-                fitting = [len(patterns) - 1]
-            ids[f, c] = fitting[0]
-        ids_per_conv.append(ids)
-    return patterns, ids_per_conv
+    try:
+        return pattern_rules.infer_pattern_set([m.weight for m in matches], taps, centre)
+    except pattern_rules.PatternError as e:
+        raise _layer_error(matches, e) from None
 
 
 def project_patterns(
     matches: list[_Match], k: int, rate: float, skip_first: bool
 ) -> tuple[list[tuple[int, ...]], list[np.ndarray], list[np.ndarray]]:
     """One-shot projection: (pattern set, ids per conv, projected weights per conv)."""
-    from pconv_mlir import pruning
-
-    patterns = pruning.select_pattern_set([np.array(m.weight) for m in matches], k=k)
-    all_ids, weights = [], []
-    for number, m in enumerate(matches):
-        projected, ids = pruning.project_to_patterns(np.array(m.weight), patterns)
-        if not (skip_first and number == 0):
-            keep = pruning.connectivity_mask(projected, rate)
-            ids = np.where(keep, ids, -1)
-            projected = np.where(keep[:, :, None, None], projected, 0).astype(np.float32)
-        all_ids.append(np.asarray(ids, dtype=np.int64))
-        weights.append(np.asarray(projected, dtype=np.float32))
-    return [tuple(p) for p in patterns], all_ids, weights
+    weights = [m.weight for m in matches]
+    patterns = pattern_rules.select_pattern_set(weights, k=k)
+    ids = pattern_rules.project_layers(weights, patterns, rate, exempt=[0] if skip_first else [])
+    projected = [
+        np.where(pattern_rules.kernel_mask(layer_ids, patterns), w, 0).astype(np.float32)
+        for w, layer_ids in zip(weights, ids, strict=True)
+    ]
+    return patterns, ids, projected
 
 
 @dataclass(frozen=True)
@@ -272,13 +229,13 @@ class PconvFromLinalgPass(ModulePass):
 
     def __post_init__(self) -> None:
         if self.mode not in ("infer", "project"):
-            raise ValueError(f"mode '{self.mode}' is not 'infer' or 'project'")
+            raise OptionError(f"mode '{self.mode}' is not 'infer' or 'project'")
         if not 1 <= self.taps <= 9:
-            raise ValueError(f"taps = {self.taps} is outside 1..9")
+            raise OptionError(f"taps = {self.taps} is outside 1..9")
         if not 1 <= self.patterns <= 56:
-            raise ValueError(f"patterns = {self.patterns} is outside 1..56")
-        if self.connectivity < 1:
-            raise ValueError(f"connectivity = {self.connectivity} is below 1")
+            raise OptionError(f"patterns = {self.patterns} is outside 1..56")
+        if not self.connectivity >= 1:
+            raise OptionError(f"connectivity = {self.connectivity} is below 1")
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         matches = [
@@ -321,7 +278,7 @@ class PconvFromLinalgPass(ModulePass):
             m.bias,
             result_type,
             pattern_set,
-            pattern_ids_attr(ids),
+            kernel_patterns_attr(ids),
             tuple(int(v) for v in conv.strides.get_values()),
             m.padding,
             tuple(int(v) for v in conv.dilations.get_values()),

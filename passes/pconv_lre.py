@@ -30,7 +30,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 from xdsl.traits import MemoryEffectKind, get_effects
 
-from pconv_mlir.diagnostics import op_location
+from pconv_mlir.errors import op_location
 
 IndexKey = tuple[object, int]
 

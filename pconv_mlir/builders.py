@@ -6,31 +6,23 @@ Used by the demo, the tests and the benchmarks; the passes work on whatever IR t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import combinations
 
 import numpy as np
 from xdsl.builder import ImplicitBuilder
-from xdsl.dialects import arith, func
-from xdsl.dialects.builtin import (
-    BytesAttr,
-    DenseIntOrFPElementsAttr,
-    Float32Type,
-    IntegerType,
-    ModuleOp,
-    TensorType,
-)
+from xdsl.dialects import func
+from xdsl.dialects.builtin import Float32Type, ModuleOp, TensorType
 from xdsl.ir import Block, Region, SSAValue
 
-from pconv_mlir import reference
-from pconv_mlir.dialects.pconv import Conv2dOp, PatternSetAttr, conv_output_shape
+from pconv_mlir.dialects.pconv import (
+    Conv2dOp,
+    PatternSetAttr,
+    conv_output_shape,
+    kernel_patterns_attr,
+)
+from pconv_mlir.elements import dense_constant
+from pconv_mlir.patterns import candidate_patterns, kernel_mask
 
 f32 = Float32Type()
-i32 = IntegerType(32)
-
-
-def candidate_taps(taps: int = 4) -> list[tuple[int, ...]]:
-    """All tap lists of the given size that hold the centre tap 4."""
-    return [tuple(sorted((*nb, 4))) for nb in combinations([0, 1, 2, 3, 5, 6, 7, 8], taps - 1)]
 
 
 def random_pattern_layer(
@@ -38,36 +30,15 @@ def random_pattern_layer(
 ) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]:
     """(patterns, ids [F, C], masked weight [F, C, 3, 3]) of a random pattern-sparse layer:
     K random 4-tap patterns, and round(F * C / rate) kernels kept (at least one)."""
-    pool = candidate_taps()
+    pool = candidate_patterns()
     patterns = [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
     ids = rng.integers(0, k, size=(filters, channels))
     kept = max(1, round(filters * channels / rate))
     pruned = rng.permutation(filters * channels)[kept:]
     ids.reshape(-1)[pruned] = -1
     weight = rng.standard_normal((filters, channels, 3, 3)).astype(np.float32)
-    weight = np.where(reference.kernel_mask(ids, patterns), weight, 0).astype(np.float32)
+    weight = np.where(kernel_mask(ids, patterns), weight, 0).astype(np.float32)
     return patterns, ids, weight
-
-
-def dense_attr(array: np.ndarray) -> DenseIntOrFPElementsAttr:
-    """A dense elements attribute holding `array`: f32 for floats, i8 for int8, else i32."""
-    if np.issubdtype(array.dtype, np.floating):
-        element, data = f32, np.ascontiguousarray(array, dtype="<f4")
-    elif array.dtype == np.int8:
-        element, data = IntegerType(8), np.ascontiguousarray(array)
-    else:
-        element, data = i32, np.ascontiguousarray(array, dtype="<i4")
-    return DenseIntOrFPElementsAttr(TensorType(element, array.shape), BytesAttr(data.tobytes()))
-
-
-def pattern_ids_attr(ids: np.ndarray) -> DenseIntOrFPElementsAttr:
-    """Per-kernel pattern ids [F, C] as `kernel_patterns` (i8: a set has at most 56 patterns)."""
-    return dense_attr(np.asarray(ids, dtype=np.int8))
-
-
-def dense_constant(array: np.ndarray) -> arith.ConstantOp:
-    """An `arith.constant` tensor holding `array` (f32 for floats, i32 for integers)."""
-    return arith.ConstantOp(dense_attr(array))
 
 
 def conv2d_op(
@@ -85,7 +56,7 @@ def conv2d_op(
     shape = conv_output_shape(
         x.type.get_shape(), weight.type.get_shape()[0], strides, padding, dilation
     )
-    ids_attr = pattern_ids_attr(ids)
+    ids_attr = kernel_patterns_attr(ids)
     return Conv2dOp(
         x,
         weight,

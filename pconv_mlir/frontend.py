@@ -2,31 +2,16 @@
 
     >>> ctx = make_context()
     >>> module = import_torch(model, torch.randn(1, 3, 32, 32), ctx=ctx)    # doctest: +SKIP
-    >>> conv = next(op for op in module.walk() if op.name == "linalg.conv_2d_nchw_fchw")
-    >>> weights = constant_array(ctx, conv.inputs[1].owner.value)          # numpy, exact
+    >>> print(print_module(module, ctx))                                    # doctest: +SKIP
 
 torch-mlir (`fx.export_and_import(..., output_type="linalg-on-tensors")`) turns the model into
-MLIR; its text is parsed by xDSL. Weights arrive as `dense_resource<key>` attributes whose bytes
-live in the file's `{-# dialect_resources: {builtin: {key: "0x..."}} #-}` section. After parsing,
-that hex text lives in the **context**, not in the module: in the blob storage of the builtin
-dialect's `OpAsmDialectInterface`. So keep the `Context` next to the module:
+MLIR, which xDSL parses. Weights arrive as `dense_resource<key>` attributes whose bytes live in
+the context's resource storage, not in the module: keep the context next to the module, read a
+weight with `pconv_mlir.elements.constant_array(ctx, attr)` and print the module with
+`pconv_mlir.ir.print_module(module, ctx)` (a bare `Printer.print_op` drops the weights).
 
-- `resource_array(ctx, attr)` / `constant_array(ctx, attr)` read a weight back as numpy;
-- `resource_attr(ctx, key, array)` stores a new blob and returns its `dense_resource` attribute;
-- `print_module(module, ctx)` prints the module *with* its resources section, so the text
-  round-trips through `pconv-opt` / `xdsl-opt` (a bare `Printer.print_op` drops the weights);
-- `parse_module(text, ctx)` parses such text back.
-
-In xDSL 0.74 the builtin dialect object, and with it the blob storage, is one process-wide
-singleton shared by every `Context` built the usual way (`get_all_dialects()`, `pconv-opt`,
-`pipeline.make_context`), so a module imported here can be handed to any of them.
-`make_context(own_resources=True)` instead gives a context its own storage: isolated, and freed
-with the context (ResNet-50 is ~200 MB of hex).
-
-xDSL's `Parser` loses the weights when the same resource key is parsed twice in one process
-(the second module's `dense_resource<k>` becomes `k_0` with no data). `parse_module` avoids
-that: it renames a key the storage already holds to `k_0`, `k_1`, ... in the text first, as
-MLIR does, and fills the storage itself.
+This module imports torch and torch-mlir only inside its functions; the rest of pconv-mlir
+(the dialect, the passes, `pconv-opt`) never needs them.
 """
 
 from __future__ import annotations
@@ -36,301 +21,22 @@ import logging
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr
-from functools import cache
-from math import prod
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialect_interfaces.op_asm import OpAsmDialectInterface
-from xdsl.dialects.arith import ConstantOp
-from xdsl.dialects.builtin import (
-    Builtin,
-    DenseIntOrFPElementsAttr,
-    DenseResourceAttr,
-    Float16Type,
-    Float32Type,
-    Float64Type,
-    IntegerType,
-    ModuleOp,
-    Signedness,
-    TensorType,
-    UnregisteredOp,
-)
-from xdsl.ir import Attribute, Dialect, SSAValue
-from xdsl.parser import Parser
-from xdsl.printer import Printer
+from xdsl.dialects.builtin import ModuleOp, UnregisteredOp
 from xdsl.utils.exceptions import ParseError, VerifyException
 
-from pconv_mlir.elements import dense_array, numpy_dtype, static_shape, widen
+from pconv_mlir.errors import FrontendError, PconvError
+from pconv_mlir.ir import default_context, parse_module
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = [
-    "FrontendError",
-    "constant_array",
-    "default_context",
-    "constant_array",
-    "constant_value",
-    "make_context",
-    "parse_module",
-    "print_module",
-    "resource_array",
-    "resource_attr",
-]
-
-
-class FrontendError(Exception):
-    """A model cannot be imported; the message is one sentence, `original` the underlying error."""
-
-    def __init__(self, message: str, original: BaseException | None = None) -> None:
-        super().__init__(message)
-        self.original = original
-
-
-# --------------------------------------------------------------------------------------------
-# Contexts
-# --------------------------------------------------------------------------------------------
-
-
-def _all_dialects() -> dict[str, Callable[[], Dialect]]:
-    from xdsl.universe import Universe
-
-    try:
-        return Universe.get_multiverse().all_dialects
-    except Exception as e:  # a broken plugin must not stop the importer
-        from xdsl.dialects import get_all_dialects
-
-        warnings.warn(
-            f"xDSL plugin discovery failed ({e}); using xDSL's own dialects only", stacklevel=3
-        )
-        return get_all_dialects()
-
-
-def _builtin_with_own_resources() -> Dialect:
-    """xDSL's builtin dialect with a fresh `OpAsmDialectInterface` (blob storage) of its own."""
-    return Dialect(
-        Builtin.name, list(Builtin.operations), list(Builtin.attributes), [OpAsmDialectInterface()]
-    )
-
-
-def make_context(*, own_resources: bool = False) -> Context:
-    """A `Context` with every dialect of the xDSL multiverse registered (plugins included).
-
-    By default its resource blobs go to xDSL's process-wide storage, shared with every other
-    context. With `own_resources=True` the builtin dialect gets a storage of its own: the
-    weights parsed into this context are visible only through it and are freed with it.
-    """
-    ctx = Context()
-    for name, factory in _all_dialects().items():
-        if name == "builtin" and own_resources:
-            factory = _builtin_with_own_resources
-        ctx.register_dialect(name, factory)
-    return ctx
-
-
-@cache
-def default_context() -> Context:
-    """The process-wide context `import_torch` and `parse_module` use when given none."""
-    return make_context()
-
-
-def _resources(ctx: Context) -> OpAsmDialectInterface:
-    interface = ctx.get_dialect("builtin").get_interface(OpAsmDialectInterface)
-    if interface is None:
-        raise FrontendError("the builtin dialect of this context has no resource storage")
-    return interface
-
-
-# --------------------------------------------------------------------------------------------
-# Text: parsing and printing with the resources section
-# --------------------------------------------------------------------------------------------
-
-_METADATA_START = re.compile(r"^\{-#", re.MULTILINE)
-_DIALECT_OPEN = re.compile(r"([A-Za-z_][\w$.]*)\s*:\s*\{")
-_KEY_BEFORE_VALUE = re.compile(r'([A-Za-z_][\w$.\-]*|"[^"]*")\s*:\s*$')
-_RESOURCE_REF = re.compile(r"dense_resource<([^>]+)>")
-
-
-def _split_resources(text: str) -> tuple[str, dict[str, str]]:
-    """Split MLIR text into its operations and its builtin dialect resources (key -> hex).
-
-    The hex payloads (~200 MB for ResNet-50) are delimited with `str.find`, which scans at
-    memory speed; only the short gaps between them (keys, braces, dialect names) go through
-    regular expressions. xDSL's lexer never sees the payloads.
-    """
-    start = _METADATA_START.search(text)
-    if start is None:
-        return text, {}
-    resources: dict[str, str] = {}
-    dialect: str | None = None
-    gap_start = pos = start.start()
-    while (quote := text.find('"', pos)) >= 0:
-        close = text.find('"', quote + 1)
-        if close < 0:
-            raise FrontendError("unterminated string in the resources section")
-        pos = close + 1
-        if not text.startswith("0x", quote + 1):
-            continue  # a quoted key: part of the gap before its value
-        gap = text[gap_start:quote]
-        gap_start = pos
-        if "external_resources" in gap:
-            raise FrontendError("external_resources in the file metadata are not supported")
-        for opened in _DIALECT_OPEN.finditer(gap):
-            if opened.group(1) != "dialect_resources":
-                dialect = opened.group(1)
-        key = _KEY_BEFORE_VALUE.search(gap)
-        if key is None:
-            raise FrontendError(f"malformed resources section near '{gap.strip()[-40:]}'")
-        if dialect != "builtin":
-            raise FrontendError(f"resources of dialect '{dialect}' are not supported")
-        resources[key.group(1).strip('"')] = text[quote + 1 : close]
-    return text[: start.start()], resources
-
-
-def parse_module(
-    text: str,
-    ctx: Context | None = None,
-    *,
-    parse: Callable[[Context, str], ModuleOp] | None = None,
-) -> ModuleOp:
-    """Parse MLIR text, including a `{-# dialect_resources ... #-}` section, into `ctx`.
-
-    The builtin resources go into `ctx`'s blob storage. A key that the storage already holds
-    (say the same file parsed twice) is renamed `key_0`, `key_1`, ... in the module, as MLIR
-    does. `parse(ctx, ops_text)` parses the text before the resources section (which keeps its
-    line numbers); the default is xDSL's `Parser(ctx, ops_text).parse_module()`. Raises xDSL's
-    `ParseError` for text it cannot parse.
-    """
-    ctx = default_context() if ctx is None else ctx
-    storage = _resources(ctx)
-    body, resources = _split_resources(text)
-
-    renamed: dict[str, str] = {}
-    taken = set(resources)
-    for key in resources:
-        if storage.lookup(key) is None:
-            continue
-        counter = 0
-        while (new := f"{key}_{counter}") in taken or storage.lookup(new) is not None:
-            counter += 1
-        taken.add(new)
-        renamed[key] = new
-    if renamed:
-        body = _RESOURCE_REF.sub(
-            lambda m: f"dense_resource<{renamed.get(m.group(1), m.group(1))}>", body
-        )
-
-    module = Parser(ctx, body).parse_module() if parse is None else parse(ctx, body)
-    for key, blob in resources.items():
-        key = renamed.get(key, key)
-        if storage.lookup(key) is None:
-            storage.declare_resource(key)
-        storage.parse_resource(key, blob)
-    return module
-
-
-def print_module(module: ModuleOp, ctx: Context | None = None, *, generic: bool = False) -> str:
-    """The text of `module` followed by the resources it references, as `xdsl-opt` prints them.
-
-    `Printer.print_op` alone leaves the `dense_resource` data out; this adds the
-    `{-# dialect_resources: {builtin: {...}} #-}` section from `ctx`'s storage (xDSL's
-    `Printer.print_metadata`, which the `mlir` target of `xdsl-opt`/`pconv-opt` also calls).
-    `generic=True` prints every operation in generic form.
-    """
-    ctx = default_context() if ctx is None else ctx
-    stream = io.StringIO()
-    printer = Printer(stream=stream, print_generic_format=generic)
-    printer.print_op(module)
-    printer.print_metadata(ctx.loaded_dialects)
-    stream.write("\n")
-    return stream.getvalue()
-
-
-# --------------------------------------------------------------------------------------------
-# Constants as numpy
-# --------------------------------------------------------------------------------------------
-
-
-def resource_array(ctx: Context, attr: DenseResourceAttr) -> np.ndarray:
-    """The data of a `dense_resource` attribute as a writable numpy array of its shape.
-
-    The blob is MLIR's: "0x", a 4-byte little-endian alignment, then the raw little-endian
-    elements (i1 one byte each). Element types: f16, f32, f64, bf16 (widened to float32), i1
-    (as bool), 8- to 64-bit integers (signless as signed) and index.
-    """
-    key = attr.resource_handle.data
-    blob = _resources(ctx).lookup(key)
-    if not blob:
-        raise FrontendError(f"dense_resource<{key}> has no data in this context")
-    element_type = attr.type.get_element_type()
-    shape = static_shape(attr)
-    dtype = numpy_dtype(element_type)
-    data = bytearray.fromhex(blob[2:])
-    if len(data) != 4 + prod(shape) * dtype.itemsize:
-        raise FrontendError(
-            f"dense_resource<{key}> holds {len(data) - 4} bytes, {attr.type} needs "
-            f"{prod(shape) * dtype.itemsize}"
-        )
-    raw = np.frombuffer(data, dtype=dtype, offset=4).reshape(shape)
-    return widen(raw, element_type)
-
-
-def constant_array(ctx: Context, attr: Attribute) -> np.ndarray:
-    """The value of a `dense<...>` (splats included) or `dense_resource<...>` attribute as numpy.
-
-    `ctx` holds the resource blobs (it is unused for `dense<...>`). The array is a copy that
-    the caller may modify; see `resource_array` for the element types.
-    """
-    if isinstance(attr, DenseResourceAttr):
-        return resource_array(ctx, attr)
-    if not isinstance(attr, DenseIntOrFPElementsAttr):
-        raise FrontendError(f"expected a dense or dense_resource attribute, got {attr}")
-    return dense_array(attr)
-
-
-def constant_value(ctx: Context, value: SSAValue) -> np.ndarray | None:
-    """The data of `value` when an `arith.constant` tensor defines it (dense or resource)."""
-    owner = value.owner
-    if not isinstance(owner, ConstantOp) or not isinstance(value.type, TensorType):
-        return None
-    return constant_array(ctx, owner.value)
-
-
-_ELEMENT_TYPES: dict[str, Callable[[], Attribute]] = {
-    "float16": Float16Type,
-    "float32": Float32Type,
-    "float64": Float64Type,
-    "bool": lambda: IntegerType(1),
-    "int8": lambda: IntegerType(8),
-    "int16": lambda: IntegerType(16),
-    "int32": lambda: IntegerType(32),
-    "int64": lambda: IntegerType(64),
-    "uint8": lambda: IntegerType(8, Signedness.UNSIGNED),
-    "uint16": lambda: IntegerType(16, Signedness.UNSIGNED),
-    "uint32": lambda: IntegerType(32, Signedness.UNSIGNED),
-    "uint64": lambda: IntegerType(64, Signedness.UNSIGNED),
-}
-
-
-def resource_attr(ctx: Context, key: str, array: np.ndarray) -> DenseResourceAttr:
-    """Store `array` as a blob in `ctx` and return `dense_resource<key'> : tensor<...>`.
-
-    `key'` is `key`, or `key_0`, `key_1`, ... if `ctx` already holds `key`. The inverse of
-    `resource_array`.
-    """
-    if array.dtype.name not in _ELEMENT_TYPES:
-        raise FrontendError(f"cannot store {array.dtype} arrays as a dense_resource")
-    element_type = _ELEMENT_TYPES[array.dtype.name]()
-    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-    alignment = max(data.dtype.itemsize, 1).to_bytes(4, "little")
-    storage = _resources(ctx)
-    key = storage.declare_resource(key)
-    storage.parse_resource(key, "0x" + (alignment + data.tobytes()).hex().upper())
-    return DenseResourceAttr.from_params(key, TensorType(element_type, array.shape))
+__all__ = ["FrontendError", "import_torch"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,6 +141,8 @@ def _one_sentence(error: BaseException, diagnostics: list[str] | None = None) ->
     """The telling line of a torch / torch-mlir / xDSL error, with the user's source line."""
     if isinstance(error, ParseError):
         return error.msg
+    if isinstance(error, PconvError):
+        return str(error).split(": error: ", 1)[-1]
     if diagnostics:  # MLIR's own diagnostics, when a torch-mlir lowering pass failed
         return diagnostics[0]
     text = str(error)
@@ -518,9 +226,10 @@ def import_torch(
     The model is exported in eval mode (BatchNorm uses its running statistics, dropout is off)
     for the shapes of `example_input`; its training mode is restored afterwards. Weights become
     `arith.constant dense_resource<...>` whose data is stored in `ctx` (default:
-    `default_context()`); read them with `constant_array(ctx, attr)`, print the module with
-    `print_module(module, ctx)`. linalg named ops that `ctx` does not define (in xDSL 0.74:
-    `linalg.depthwise_conv_2d_nchw_chw`) arrive as the equivalent `linalg.generic`. Raises
+    `pconv_mlir.ir.default_context()`); read them with `pconv_mlir.elements.constant_array`,
+    print the module with `pconv_mlir.ir.print_module(module, ctx)`. linalg named ops that
+    `ctx` does not define (in xDSL 0.74: `linalg.depthwise_conv_2d_nchw_chw`) arrive as the
+    equivalent `linalg.generic`. Raises
     `FrontendError` if torch or torch-mlir cannot export the model or xDSL cannot parse the
     result.
     """
@@ -534,12 +243,12 @@ def import_torch(
     text = mlir_module.operation.get_asm(print_generic_op_form=True)
     del mlir_module
     try:
-        module = parse_module(text, ctx)
+        module = parse_module(text, ctx, name=f"<torch-mlir: {name}>")
         if generalized:  # a note `transform.structured.generalize` leaves on its results
             for op in module.walk():
                 op.attributes.pop("linalg.memoized_indexing_maps", None)
         module.verify()
-    except (ParseError, VerifyException) as e:
+    except (PconvError, ParseError, VerifyException) as e:
         raise FrontendError(
             f"xDSL cannot read torch-mlir's output for {name}: {_one_sentence(e)}", e
         ) from None

@@ -21,19 +21,9 @@ from xdsl.utils.arg_spec import parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException
 
 from pconv_mlir import toolchain, universe
-from pconv_mlir.diagnostics import (
-    PconvDiagnostic,
-    PconvError,
-    describe_failure,
-    parse_module,
-)
-
-
-def all_dialects() -> dict[str, Callable]:
-    """Every dialect pconv-opt knows: xDSL's and pconv-mlir's."""
-    dialects = dict(Universe.get_multiverse().all_dialects)
-    dialects.update(universe.get_all_dialects())
-    return dialects
+from pconv_mlir.elements import using_storage
+from pconv_mlir.errors import PconvError, first_line
+from pconv_mlir.ir import describe_failure, make_context, parse_module, print_module
 
 
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
@@ -41,25 +31,6 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     passes = dict(Universe.get_multiverse().all_passes)
     passes.update(universe.get_all_passes())
     return passes
-
-
-def make_context(allow_unregistered: bool = False) -> Context:
-    """A context with every dialect registered (loaded lazily); resource blobs are shared."""
-    from pconv_mlir import frontend
-
-    ctx = frontend.make_context()
-    ctx.allow_unregistered = allow_unregistered
-    for name, factory in universe.get_all_dialects().items():
-        if name not in ctx.registered_dialect_names:
-            ctx.register_dialect(name, factory)
-    return ctx
-
-
-def print_module(module: ModuleOp, generic: bool = False, ctx: Context | None = None) -> str:
-    """The textual IR of `module` (custom or generic form), with the resources it uses."""
-    from pconv_mlir import frontend
-
-    return frontend.print_module(module, ctx, generic=generic)
 
 
 def parse_pass_pipeline(
@@ -86,9 +57,9 @@ def parse_pass_pipeline(
             )
         try:
             passes.append(available[pass_spec.name]().from_pass_spec(pass_spec))
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError) as e:  # OptionError is a ValueError
             column = spec.find(pass_spec.name) + 1
-            message = str(e).splitlines()[0]
+            message = first_line(e)
             raise PconvError(
                 f"<pass-pipeline>:1:{column}: error: bad options for '{pass_spec.name}': {message}"
             ) from None
@@ -126,19 +97,22 @@ class Pipeline:
         """Apply the passes. Text in, text out (custom form unless `generic`); a module is
         changed in place and returned."""
         ctx = make_context() if ctx is None else ctx
-        module = parse_module(ctx, program) if isinstance(program, str) else program
+        module = parse_module(program, ctx) if isinstance(program, str) else program
 
         def check(_prev: ModulePass | None, op: ModuleOp, _next: ModulePass | None) -> None:
             if self.verify:
                 op.verify()
 
         toolchain.configure_xdsl()  # xDSL's `mlir-opt` pass finds mlir-opt-22
-        try:
-            PassPipeline(self.passes, check).apply(ctx, module)
-        except (PconvDiagnostic, DiagnosticException) as e:
-            raise PconvError(describe_failure(module, e)) from None
+        with using_storage(ctx):
+            try:
+                PassPipeline(self.passes, check).apply(ctx, module)
+            except PconvError:
+                raise
+            except DiagnosticException as e:
+                raise PconvError(describe_failure(module, e)) from None
         if isinstance(program, str):
-            return print_module(module, generic, ctx)
+            return print_module(module, ctx, generic=generic)
         return module
 
 

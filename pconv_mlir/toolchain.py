@@ -14,6 +14,8 @@ import shutil
 import subprocess
 from functools import cache
 
+from pconv_mlir.errors import ToolFailedError, ToolNotFoundError
+
 LLVM_VERSION = 22
 """The LLVM/MLIR major version the generated IR is written for."""
 
@@ -40,10 +42,6 @@ _FIXED = {
 
 AARCH64_SYSROOT = "/usr/aarch64-linux-gnu"
 """Where Debian's libc6-dev-arm64-cross puts the aarch64 C library (for qemu's `-L`)."""
-
-
-class ToolNotFoundError(RuntimeError):
-    """An external tool that a step needs is not installed."""
 
 
 def candidates(name: str) -> list[str]:
@@ -84,28 +82,6 @@ def configure_xdsl() -> None:
     """Point xDSL's `mlir-opt` pass at the versioned binary, unless the user chose one."""
     if "XDSL_MLIR_OPT" not in os.environ and tool_available("mlir-opt"):
         os.environ["XDSL_MLIR_OPT"] = find_tool("mlir-opt")
-
-
-class ToolFailedError(RuntimeError):
-    """An external tool exited with a non-zero status.
-
-    The message is one line, `<what> failed: <the tool's first error line>`; `stderr` keeps all
-    of it and `input_text` what the tool was given on stdin.
-    """
-
-    def __init__(self, what: str, stderr: str, *, input_text: str = "") -> None:
-        super().__init__(f"{what} failed: {first_error_line(stderr)}")
-        self.stderr = stderr
-        self.input_text = input_text
-
-
-def first_error_line(stderr: str) -> str:
-    """The first line of a tool's stderr that mentions an error, else its first non-empty line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in lines:
-        if "error" in line.lower():
-            return line
-    return lines[0] if lines else "(no message)"
 
 
 def run_tool(

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 import pconv_mlir
 from pconv_mlir import pruning
-from pconv_mlir.diagnostics import PconvError
+from pconv_mlir.errors import PconvError
 
 
 def small_cnn() -> nn.Module:

@@ -16,9 +16,10 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.utils.exceptions import VerifyException
 
+from pconv_mlir import fkw as fkw_format
 from pconv_mlir import reference
-from pconv_mlir.builders import conv2d_module, dense_constant, random_pattern_layer
-from pconv_mlir.diagnostics import parse_module
+from pconv_mlir.builders import conv2d_module, random_pattern_layer
+from pconv_mlir.elements import dense_constant
 from pconv_mlir.dialects.pconv import (
     FkwConv2dOp,
     PatternSetAttr,
@@ -26,7 +27,8 @@ from pconv_mlir.dialects.pconv import (
     conv_output_size,
 )
 from pconv_mlir.interpreter import run_function
-from pconv_mlir.pipeline import make_context, print_module, run_pipeline
+from pconv_mlir.ir import make_context, parse_module, print_module
+from pconv_mlir.pipeline import run_pipeline
 
 f32 = Float32Type()
 i32 = IntegerType(32)
@@ -71,7 +73,7 @@ def test_conv2d_matches_torch(case):
         x.shape, weight, bias, patterns, ids, (stride, stride), (pad, pad), (dil, dil), relu
     )
     # The printed module goes through an (empty) pipeline, parses back and computes the same.
-    module = parse_module(make_context(), run_pipeline(print_module(module), ""))
+    module = parse_module(run_pipeline(print_module(module), ""), make_context())
     args = (x,) if bias is None else (x, bias)
     (got,) = run_function(module, "conv", *args)
     expected = torch_conv(x, weight, bias, stride, pad, dil, relu)
@@ -86,8 +88,8 @@ def test_fkw_matches_torch(case):
     rng = np.random.default_rng(1 + hash(case) % 2**32)
     patterns, ids, weight = random_layer(rng, f, c, k)
     order = rng.permutation(f)
-    fkw = reference.fkw_pack(weight, ids, patterns, order)
-    unpacked, unpacked_ids = reference.fkw_unpack(fkw, patterns, c)
+    fkw = fkw_format.pack(weight, ids, patterns, order)
+    unpacked, unpacked_ids = fkw_format.unpack(fkw, patterns, c)
     np.testing.assert_array_equal(unpacked, weight)
     np.testing.assert_array_equal(unpacked_ids, ids)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)

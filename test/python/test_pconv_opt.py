@@ -10,8 +10,9 @@ import pytest
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.transforms.canonicalize import CanonicalizePass
 
-from pconv_mlir.diagnostics import PconvError
-from pconv_mlir.pipeline import Pipeline, make_context, parse_pass_pipeline, run_pipeline
+from pconv_mlir.errors import PconvError
+from pconv_mlir.ir import make_context, parse_module
+from pconv_mlir.pipeline import Pipeline, parse_pass_pipeline, run_pipeline
 from pconv_mlir.tools.pconv_opt import main
 
 GOOD = """
@@ -31,10 +32,7 @@ def test_pipeline_from_string_text_in_text_out():
 
 
 def test_pipeline_from_pass_objects_on_module():
-    module = make_context()
-    from pconv_mlir.diagnostics import parse_module
-
-    parsed = parse_module(module, GOOD)
+    parsed = parse_module(GOOD, make_context())
     result = Pipeline([CanonicalizePass()]).run(parsed)
     assert isinstance(result, ModuleOp) and result is parsed
     assert Pipeline([CanonicalizePass()]).spec() == "canonicalize"
