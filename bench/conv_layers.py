@@ -23,19 +23,24 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
-import statistics
 import sys
-import time
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pconv_mlir.backends import get_backend
 from pconv_mlir.builders import conv2d_module, random_pattern_layer
-from pconv_mlir.dialects.pconv import conv_output_size
-from pconv_mlir.lowering.convert_pconv_to_loops import tile_count
+from pconv_mlir.dialects.pconv import FkwConv2dOp, conv_output_size
+from pconv_mlir.ir import make_context
+from pconv_mlir.passes.pconv_apply_tuning import PconvApplyTuningPass
+from pconv_mlir.passes.pconv_fkr import PconvFkrPass
+from pconv_mlir.passes.pconv_fkw_pack import PconvFkwPackPass
 from pconv_mlir.pipeline import Pipeline
+from pconv_mlir.runtime.timing import median_seconds
+from pconv_mlir.tune import kernel_loop_trips
+from pconv_mlir.tune import tune as tune_module
 
 A76_GHZ = 2.84
 
@@ -87,11 +92,10 @@ def layer_weights(layer: Layer, variant: str, rng: np.random.Generator):
     return random_pattern_layer(rng, layer.f, layer.c, 8, rate)
 
 
-def build(
-    layer: Layer, variant: str, target: str, schedule: dict[str, int], seed: int, tune: bool = False
-):
-    """The lowered module of one layer variant, and its weights; `tune` lets pconv-tune pick the
-    register tile for this layer (timed on the host, llvm-mca for aarch64)."""
+def build(layer: Layer, variant: str, backend, schedule: dict[str, int], seed: int, tune: bool):
+    """One layer variant at the FKW level and then lowered by `backend`, with its context and
+    pattern ids; with `tune` the tuner picks this layer's schedule (timed on the host,
+    llvm-mca for aarch64) and `pconv-apply-tuning` applies it."""
     rng = np.random.default_rng(seed)
     patterns, ids, weight = layer_weights(layer, variant, rng)
     bias = rng.standard_normal(layer.f).astype(np.float32)
@@ -99,35 +103,27 @@ def build(
         (1, layer.c, layer.h, layer.w), weight, bias, patterns, ids,
         (layer.stride, layer.stride), (1, 1),
     )  # fmt: skip
-    options = " ".join(f"{k}={v}" for k, v in schedule.items())
-    Pipeline(f"pconv-fkr,pconv-fkw-pack{{{options}}},convert-pconv-to-loops,pconv-lre").run(module)
-    return module, weight, bias, ids
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    ctx = make_context(own_resources=True)
+    Pipeline([PconvFkrPass(), PconvFkwPackPass(**schedule)]).run(module, ctx)
+    if tune:
+        with tempfile.TemporaryDirectory() as tmp:
+            database = tune_module(module, ctx, backend)
+            database.save(Path(tmp) / "tuning.json")
+            Pipeline([PconvApplyTuningPass(database=str(Path(tmp) / "tuning.json"))]).run(
+                module, ctx
+            )
+    trips = kernel_loop_trips(next(op for op in module.walk() if isinstance(op, FkwConv2dOp)))
+    Pipeline(backend.lowering()).run(module, ctx)
+    return module, ctx, ids, trips
 
 
 def time_pconv(
     layer: Layer, variant: str, schedule: dict[str, int], repeats: int, seed: int, tune: bool
 ):
-    from pconv_mlir.runtime import build_runner
-
-    module, weight, bias, ids = build(layer, variant, "host", schedule, seed, tune)
-    rng = np.random.default_rng(seed + 1)
-    x = rng.standard_normal((1, layer.c, layer.h, layer.w)).astype(np.float32)
-    oh, ow = layer.out_hw
-    out = np.zeros((1, layer.f, oh, ow), dtype=np.float32)
-    with build_runner(module, target="host") as runner:
-        seconds = median_time(lambda: runner.call("conv", x, bias, out), repeats)
-    kept = int((ids >= 0).sum())
-    return seconds, kept
+    """Median seconds of the layer on the host backend, and the kernels it keeps."""
+    backend = get_backend("host")
+    module, ctx, ids, _ = build(layer, variant, backend, schedule, seed, tune)
+    return backend.cost(module, ctx, "conv", repeats=repeats), int((ids >= 0).sum())
 
 
 def time_torch(layer: Layer, repeats: int, seed: int) -> float:
@@ -140,22 +136,17 @@ def time_torch(layer: Layer, repeats: int, seed: int) -> float:
     w = torch.randn(layer.f, layer.c, 3, 3, generator=g)
     b = torch.randn(layer.f, generator=g)
     with torch.no_grad():
-        return median_time(lambda: F.conv2d(x, w, b, stride=layer.stride, padding=1), repeats)
+        return median_seconds(
+            lambda: F.conv2d(x, w, b, stride=layer.stride, padding=1), repeats=repeats
+        )
 
 
 def mca_estimate(layer: Layer, variant: str, schedule: dict[str, int], seed: int) -> float:
-    """Estimated milliseconds on Cortex-A76: llvm-mca cycles of the kernel loop x trip count."""
-    from pconv_mlir.lowering.llvm import lower_to_llvm_ir
-    from pconv_mlir.runtime import llvm_mca_report
-
-    module, _, _, ids = build(layer, variant, "aarch64", schedule, seed)
-    report = llvm_mca_report(
-        lower_to_llvm_ir(module, target="aarch64"), function="conv", hot=r"^fmla"
-    )
-    per_kernel = report.total_cycles / report.iterations
-    oh, ow = layer.out_hw
-    tiles = tile_count(oh, ow, schedule)
-    cycles = tiles * int((ids >= 0).sum()) * per_kernel
+    """Estimated milliseconds on Cortex-A76: the aarch64 backend's llvm-mca cost (cycles of the
+    kernel loop x its trip count) at `A76_GHZ`."""
+    backend = get_backend("aarch64")
+    module, ctx, _, trips = build(layer, variant, backend, schedule, seed, tune=False)
+    cycles = backend.cost(module, ctx, "conv", trips=trips)
     return cycles / (A76_GHZ * 1e9) * 1e3
 
 
@@ -170,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="three small layers, for a smoke test")
     parser.add_argument("--aarch64", action="store_true", help="add the llvm-mca estimate table")
     parser.add_argument(
-        "--tune", action="store_true", help="pconv-tune picks each variant's tile per layer (slow)"
+        "--tune", action="store_true", help="the tuner picks each variant's schedule (slow)"
     )
     parser.add_argument("--vector-width", type=int, default=8)
     parser.add_argument("--rows", type=int, default=3)
@@ -186,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     todo = layers(args.models.split(","), args.quick)
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, one thread; "
+        f"# {get_backend('host').describe()}, {os.cpu_count()} cores, one thread; "
         f"schedule {'tuned per layer' if args.tune else schedule}; median of {args.repeats}"
     )
     header = (

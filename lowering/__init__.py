@@ -1,12 +1,5 @@
-"""Conversions out of the pconv dialect and output targets (`-t`)."""
+"""Conversions out of the pconv dialect: the loop generator (`convert-pconv-to-loops`), the
+upstream LLVM lowering (`llvm.py`, through mlir-opt-22) and `pconv-lower-to-llvm`.
 
-from __future__ import annotations
-
-from collections.abc import Callable
-
-from xdsl.utils.target import Target
-
-
-def get_all_targets() -> dict[str, Callable[[], type[Target]]]:
-    """Target name -> factory returning the target class."""
-    return {}
+The `-t` output targets belong to the back ends (`pconv_mlir.backends`).
+"""

@@ -71,15 +71,6 @@ __all__ = [
 ]
 
 
-def _machine(target: Machine | str) -> Machine:
-    if isinstance(target, Machine):
-        return target
-    try:
-        return machine(target)
-    except ValueError as e:
-        raise LoweringError(str(e)) from None
-
-
 # ------------------------------------------------------------------------------------------------
 # The C ABI of the generated functions
 # ------------------------------------------------------------------------------------------------
@@ -271,7 +262,7 @@ def print_for_mlir_opt(
     """
     ctx = default_context() if ctx is None else ctx
     if target is not None:
-        spec = _machine(target)
+        spec = machine(target)
         module = module.clone()
         module.attributes["llvm.target_triple"] = StringAttr(spec.triple)
         module.attributes["llvm.data_layout"] = StringAttr(spec.data_layout)
@@ -356,7 +347,7 @@ def translate_to_llvm_ir(llvm_dialect_text: str) -> str:
 
 def prepare_for_mlir_opt(module: ModuleOp, ctx: Context | None, target: Machine | str) -> str:
     """Verify `module`, check it is upstream-only with a C ABI, and print it for mlir-opt."""
-    spec = _machine(target)
+    spec = machine(target)
     try:
         module.verify()
     except DiagnosticException as e:

@@ -2,11 +2,11 @@
 
 The CPU pipeline as one pass: `convert-pconv-to-loops` and `pconv-lre` in xDSL (when pconv ops
 are left), then upstream `mlir-opt-22` where xDSL stops (bufferization, vector, memref and func
-to llvm; see `pconv_mlir.lowering.llvm.llvm_pipeline`) for `target`, handed back to xDSL in
+to llvm; see `pconv_mlir.lowering.llvm.llvm_pipeline`) for `machine`, handed back to xDSL in
 generic form. Ops that xDSL does not define (some LLVM 22 intrinsics) stay as unregistered
-generic ops. `-t llvm` then prints LLVM IR; `pconv_mlir.compile` goes on to clang-22.
+generic ops. `-t llvm-ir` then prints LLVM IR; `pconv_mlir.compile` goes on to clang-22.
 
-Options: `target` (`host`, `aarch64`, `x86_64`), `opt_level` (0 skips canonicalize/cse/licm).
+Options: `machine` (`host`, `aarch64`, `x86_64`), `opt_level` (0 skips canonicalize/cse/licm).
 
     %y = pconv.fkw_conv2d %x, ... : (tensor<...>, ...) -> tensor<...>
   becomes
@@ -24,6 +24,12 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import ParseError
 
+from pconv_mlir.errors import LoweringError, OptionError
+from pconv_mlir.lowering.convert_pconv_to_loops import ConvertPconvToLoopsPass
+from pconv_mlir.lowering.llvm import llvm_pipeline, prepare_for_mlir_opt, run_mlir_opt
+from pconv_mlir.machine import machine as machine_named
+from pconv_mlir.passes.pconv_lre import PconvLrePass
+
 
 @dataclass(frozen=True)
 class PconvLowerToLlvmPass(ModulePass):
@@ -34,24 +40,20 @@ class PconvLowerToLlvmPass(ModulePass):
 
     name = "pconv-lower-to-llvm"
 
-    target: str = "host"
+    machine: str = "host"
     opt_level: int = 3
 
-    def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from pconv_mlir.lowering.convert_pconv_to_loops import ConvertPconvToLoopsPass
-        from pconv_mlir.lowering.llvm import (
-            LoweringError,
-            llvm_pipeline,
-            prepare_for_mlir_opt,
-            run_mlir_opt,
-        )
-        from pconv_mlir.passes.pconv_lre import PconvLrePass
+    def __post_init__(self) -> None:
+        machine_named(self.machine)  # an unknown machine fails when the pipeline is built
+        if self.opt_level not in (0, 1, 2, 3):
+            raise OptionError(f"opt_level = {self.opt_level} is outside 0..3")
 
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
         if any(o.name.startswith("pconv.") for o in op.walk()):
             ConvertPconvToLoopsPass().apply(ctx, op)
             PconvLrePass().apply(ctx, op)
         text = run_mlir_opt(
-            prepare_for_mlir_opt(op, self.target),
+            prepare_for_mlir_opt(op, ctx, self.machine),
             llvm_pipeline(self.opt_level),
             generic_output=True,
         )

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["compile", "import_torch", "Pipeline", "PconvError", "CompileOptions"]
+__all__ = ["compile", "import_torch", "Pipeline", "PconvError", "CompileOptions", "get_backend"]
 
 _LAZY = {
     "compile": ("pconv_mlir.compiler", "compile"),
     "CompileOptions": ("pconv_mlir.compiler", "CompileOptions"),
     "import_torch": ("pconv_mlir.frontend", "import_torch"),
     "Pipeline": ("pconv_mlir.pipeline", "Pipeline"),
-    "PconvError": ("pconv_mlir.diagnostics", "PconvError"),
+    "PconvError": ("pconv_mlir.errors", "PconvError"),
+    "get_backend": ("pconv_mlir.backends", "get_backend"),
 }
 
 

@@ -11,22 +11,22 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from pconv_mlir.builders import conv2d_module, random_pattern_layer
-from pconv_mlir.diagnostics import parse_module
 from pconv_mlir.interpreter import run_function
-from pconv_mlir.pipeline import Pipeline, make_context, print_module
+from pconv_mlir.ir import make_context, parse_module, print_module
+from pconv_mlir.pipeline import Pipeline
+from pconv_mlir.runtime.runners import build_runner
+from pconv_mlir.runtime.timing import median_seconds
 
 STAGES = [
     ("pconv.conv2d (parsed)", ""),
     ("pconv-fkr", "pconv-fkr{group_size=4 report=true}"),
-    ("pconv-fkw-pack", "pconv-fkw-pack{vector_width=8 unroll_rows=3 unroll_cols=1 report=true}"),
+    ("pconv-fkw-pack", "pconv-fkw-pack{unroll_cols=1 report=true}"),
     ("convert-pconv-to-loops", "convert-pconv-to-loops"),
     ("pconv-lre", "pconv-lre{report=true}"),
 ]
@@ -59,14 +59,14 @@ def one_conv(args: argparse.Namespace) -> bool:
     print(f"== 1. a {f}x{c}x3x3 conv on {size}x{size}, 8 patterns, {kept} of {ids.size} kernels")
     print(text)
 
-    ctx = make_context()
-    module = parse_module(ctx, text)
+    ctx = make_context(own_resources=True)
+    module = parse_module(text, ctx)
     ok = True
     for label, spec in STAGES:
         if spec:
             Pipeline(spec).run(module, ctx)
         if label == "pconv-fkw-pack":
-            print(print_module(module))
+            print(print_module(module, ctx))
         if label in ("convert-pconv-to-loops", "pconv-lre"):
             loads = sum(op.name == "vector.load" for op in module.walk())
             fmas = sum(op.name == "vector.fma" for op in module.walk())
@@ -77,12 +77,10 @@ def one_conv(args: argparse.Namespace) -> bool:
         print(f"   after {label}: max relative error vs torch {error:.1e}")
         ok &= error < 1e-4
 
-    from pconv_mlir.runtime import build_runner
-
     print("\n== 2. the loops compiled to machine code")
     for target in ("host", "aarch64"):
         out = np.zeros(expected.shape, dtype=np.float32)
-        with build_runner(module, target=target) as runner:
+        with build_runner(module, ctx, target=target) as runner:
             runner.call("conv", x, bias, out)
         error = relative_error(out, expected)
         how = "ctypes" if target == "host" else "qemu-aarch64, Cortex-A76 code"
@@ -115,18 +113,9 @@ def vgg_block(args: argparse.Namespace) -> bool:
         error = relative_error(artifact(x), block(x).detach().numpy())
         print(f"   pconv_mlir.compile on the host: max relative error vs the model {error:.1e}")
 
-        def median(fn) -> float:
-            fn()
-            times = []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            return statistics.median(times)
-
         with torch.no_grad():
-            torch_ms = median(lambda: dense(x)) * 1e3
-        ours_ms = median(lambda: artifact(x)) * 1e3
+            torch_ms = median_seconds(lambda: dense(x), repeats=args.repeats) * 1e3
+        ours_ms = median_seconds(lambda: artifact(x), repeats=args.repeats) * 1e3
         print(
             f"   one thread, median of {args.repeats}: PyTorch dense {torch_ms:.2f} ms, "
             f"pconv {ours_ms:.2f} ms ({torch_ms / ours_ms:.2f}x)"

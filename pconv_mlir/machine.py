@@ -9,7 +9,7 @@
 AVX-512), tuned for with `-march=native`; `aarch64` is the Snapdragon 855's big core
 (Cortex-A76, 128-bit NEON); `x86_64` is a generic AVX2 x86-64 (`-march=x86-64-v3`).
 
-Standard library only: every layer may ask which machine it works for.
+It imports only `pconv_mlir.errors`: every layer may ask which machine it works for.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import platform
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+
+from pconv_mlir.errors import OptionError
 
 __all__ = ["MACHINES", "Machine", "host_arch", "host_machine", "machine"]
 
@@ -109,7 +111,7 @@ def host_machine() -> Machine:
     """
     arch = host_arch()
     if arch not in MACHINES:
-        raise ValueError(f"this computer's architecture '{arch}' is not a supported machine")
+        raise OptionError(f"this computer's architecture '{arch}' is not a supported machine")
     base = MACHINES[arch]
     if arch != "x86_64":
         return replace(base, cpu="native")
@@ -125,8 +127,11 @@ def host_machine() -> Machine:
     )
 
 
-def machine(name: str) -> Machine:
-    """The machine called `name`: `host`, or one of `MACHINES`; ValueError otherwise."""
+def machine(name: str | Machine) -> Machine:
+    """The machine called `name`: `host`, or one of `MACHINES` (a `Machine` is returned as it
+    is); `OptionError` (a ValueError) otherwise."""
+    if isinstance(name, Machine):
+        return name
     if name == "host":
         return host_machine()
     if name not in MACHINES:

@@ -33,8 +33,8 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
 
 def get_all_targets() -> dict[str, Callable[[], type[Target]]]:
-    """The output targets pconv-mlir defines, by name."""
-    from pconv_mlir.lowering import get_all_targets as targets
+    """The output targets pconv-mlir defines, by name: one per back-end output format."""
+    from pconv_mlir.backends import get_all_targets as targets
 
     return targets()
 

@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import IO
 
-from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import (
@@ -27,14 +26,10 @@ from xdsl.utils.exceptions import (
 )
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from pconv_mlir import frontend, pipeline, toolchain, universe
-from pconv_mlir.diagnostics import (
-    LocatingParser,
-    PconvDiagnostic,
-    PconvError,
-    describe_failure,
-    format_parse_error,
-)
+from pconv_mlir import pipeline, toolchain, universe
+from pconv_mlir.elements import using_storage
+from pconv_mlir.errors import PconvError
+from pconv_mlir.ir import describe_failure, format_parse_error, parse_module
 
 TOOL = "pconv-opt"
 
@@ -88,31 +83,16 @@ class PconvOptMain(xDSLOptMain):
     last_module: ModuleOp | None = None
     chunk_line_offset: int = 0
 
-    def register_all_dialects(self) -> None:
-        for name, factory in pipeline.all_dialects().items():
-            self.ctx.register_dialect(name, factory)
-
-    def register_all_passes(self) -> None:
-        for name, factory in pipeline.all_passes().items():
-            self.register_pass(name, factory)
-
-    def register_all_targets(self) -> None:
-        # pconv-mlir's `llvm` target (LLVM IR through mlir-opt-22) replaces xDSL's of the same
-        # name here; it stays out of the xdsl.universe entry point, where the names would clash.
-        from pconv_mlir.lowering.targets import get_targets
-
-        for name, factory in {**universe.get_all_targets(), **get_targets()}.items():
-            self.available_targets[name] = factory
-        super().register_all_targets()
-
     def register_all_frontends(self) -> None:
         def parse_mlir(io: IO[bytes]) -> ModuleOp:
-            def parse(ctx: Context, body: str) -> ModuleOp:
-                parser = LocatingParser(ctx, body, self.get_input_name(), self.chunk_line_offset)
-                return parser.parse_module(not self.args.no_implicit_module)
-
-            # The front end's parse keeps dense_resource blobs intact when a key repeats.
-            self.last_module = frontend.parse_module(io.read().decode(), self.ctx, parse=parse)
+            # Located ops, resources kept intact when a key repeats, one-line errors.
+            self.last_module = parse_module(
+                io.read(),
+                self.ctx,
+                name=self.get_input_name(),
+                line_offset=self.chunk_line_offset,
+                implicit_module=not self.args.no_implicit_module,
+            )
             return self.last_module
 
         self.available_frontends["mlir"] = parse_mlir
@@ -167,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prefix=".pconv-opt-", suffix=".tmp", dir=directory
             )
             os.close(handle)
-        tool.run()
+        with using_storage(tool.ctx):  # verifiers read dense_resource data from this context
+            tool.run()
         succeeded = True
     except PconvError as e:
         return _error(str(e))
@@ -175,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(_pipeline_error(argv, e))
     except ParseError as e:
         return _error(format_parse_error(e))
-    except (PconvDiagnostic, DiagnosticException) as e:
+    except DiagnosticException as e:
         return _error(describe_failure(tool.last_module if tool is not None else None, e))
     except OSError as e:
         if tool is not None and e.filename == tool.args.input_file:

@@ -38,7 +38,9 @@ from xdsl.dialects import arith
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, DenseResourceAttr, ModuleOp
 from xdsl.rewriter import Rewriter
 
-from pconv_mlir.frontend import constant_array, import_torch, make_context, print_module
+from pconv_mlir.elements import constant_array
+from pconv_mlir.frontend import import_torch
+from pconv_mlir.ir import make_context, print_module
 
 INPUTS = Path(__file__).parent / "inputs"
 

@@ -1,4 +1,4 @@
-// RUN: pconv-opt %s -t llvm | filecheck %s
+// RUN: pconv-opt %s -t llvm-ir | filecheck %s
 
 // Tensor programs are bufferized; a tensor result becomes a caller-allocated out-param appended
 // to the arguments, and named linalg ops become loops.

@@ -1,6 +1,6 @@
-// RUN: pconv-opt %s -t llvm | filecheck %s
-// RUN: pconv-opt %s -t 'llvm{target=aarch64}' | filecheck %s --check-prefixes=CHECK,AARCH64
-// RUN: pconv-opt %s -t 'llvm{target=x86_64 opt_level=0}' | filecheck %s --check-prefixes=CHECK,X86
+// RUN: pconv-opt %s -t llvm-ir | filecheck %s
+// RUN: pconv-opt %s -t 'llvm-ir{backend=aarch64}' | filecheck %s --check-prefixes=CHECK,AARCH64
+// RUN: pconv-opt %s -t 'llvm-ir{backend=x86_64 opt_level=0}' | filecheck %s --check-prefixes=CHECK,X86
 
 // The llvm target prints LLVM IR with the target's triple and data layout; memrefs are passed as
 // bare pointers, scalars by value, index as i64.

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from pconv_mlir.builders import conv2d_module, random_pattern_layer
 from pconv_mlir.dialects.pconv import conv_output_size
 from pconv_mlir.pipeline import Pipeline
-from pconv_mlir.runtime import build_runner
+from pconv_mlir.runtime.runners import build_runner
 
 
 def random_case(rng: np.random.Generator) -> dict:
@@ -114,7 +114,7 @@ def test_lower_to_llvm_pass_then_llvm_ir_runs() -> None:
     """pconv-lower-to-llvm's llvm-dialect module, printed as LLVM IR and compiled, gives torch's
     answer: the pass is the same CPU pipeline as `build_runner`, in xDSL's hands."""
     from pconv_mlir.lowering.llvm import function_signatures, lower_to_llvm_ir
-    from pconv_mlir.runtime import build_runner_from_ir
+    from pconv_mlir.runtime.runners import build_runner_from_ir
 
     case = dict(random_case(np.random.default_rng(7)), relu=True, bias=True)
     rng = np.random.default_rng(0)

@@ -19,13 +19,13 @@ from xdsl.utils.exceptions import VerifyException
 from pconv_mlir import fkw as fkw_format
 from pconv_mlir import reference
 from pconv_mlir.builders import conv2d_module, random_pattern_layer
-from pconv_mlir.elements import dense_constant
 from pconv_mlir.dialects.pconv import (
     FkwConv2dOp,
     PatternSetAttr,
     ScheduleAttr,
     conv_output_size,
 )
+from pconv_mlir.elements import dense_constant
 from pconv_mlir.interpreter import run_function
 from pconv_mlir.ir import make_context, parse_module, print_module
 from pconv_mlir.pipeline import run_pipeline

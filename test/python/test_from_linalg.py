@@ -11,8 +11,9 @@ import torch.nn as nn
 
 from pconv_mlir import models, pruning
 from pconv_mlir.dialects.pconv import Conv2dOp
-from pconv_mlir.frontend import import_torch, make_context
+from pconv_mlir.frontend import import_torch
 from pconv_mlir.interpreter import run_function
+from pconv_mlir.ir import make_context
 from pconv_mlir.pipeline import Pipeline
 
 

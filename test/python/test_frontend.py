@@ -15,17 +15,10 @@ from xdsl.dialects.builtin import DenseResourceAttr, ModuleOp
 from xdsl.dialects.linalg.ops import BroadcastOp, Conv2DNchwFchwOp, GenericOp
 
 from pconv_mlir import models
-from pconv_mlir.frontend import (
-    FrontendError,
-    constant_array,
-    default_context,
-    import_torch,
-    make_context,
-    parse_module,
-    print_module,
-    resource_array,
-    resource_attr,
-)
+from pconv_mlir.elements import ElementsError, constant_array, resource_attr
+from pconv_mlir.errors import FrontendError
+from pconv_mlir.frontend import import_torch
+from pconv_mlir.ir import default_context, make_context, parse_module, print_module
 
 INPUTS = Path(__file__).parents[1] / "frontend" / "inputs"
 
@@ -178,19 +171,19 @@ def test_reparsing_into_the_same_context_renames_keys(small) -> None:
     again = parse_module(print_module(module, ctx), ctx)
     old, new = weight_attr(convs(module)[0]), weight_attr(convs(again)[0])
     assert old.resource_handle != new.resource_handle
-    assert np.array_equal(resource_array(ctx, old), resource_array(ctx, new))
+    assert np.array_equal(constant_array(ctx, old), constant_array(ctx, new))
 
 
 def test_contexts_share_resources_unless_they_own_them(small) -> None:
     model, ctx, module = small
     attr = weight_attr(convs(module)[0])
-    assert np.array_equal(resource_array(make_context(), attr), resource_array(ctx, attr))
+    assert np.array_equal(constant_array(make_context(), attr), constant_array(ctx, attr))
     own = make_context(own_resources=True)
-    with pytest.raises(FrontendError, match="has no data in this context"):
-        resource_array(own, attr)
+    with pytest.raises(ElementsError, match="has no data in this context"):
+        constant_array(own, attr)
     again = parse_module(print_module(module, ctx), own)
     assert weight_attr(convs(again)[0]) == attr  # no clash in a storage of its own
-    assert np.array_equal(resource_array(own, attr), model.conv1.weight.detach().numpy())
+    assert np.array_equal(constant_array(own, attr), model.conv1.weight.detach().numpy())
 
 
 def test_parsing_the_same_file_twice_keeps_the_weights() -> None:
@@ -221,7 +214,7 @@ def test_resource_attr_round_trip(dtype: str) -> None:
     array = (np.arange(24).reshape(2, 3, 4) % 5 - 2).astype(dtype)
     attr = resource_attr(ctx, "blob", array)
     assert attr.type.get_shape() == (2, 3, 4)
-    back = resource_array(ctx, attr)
+    back = constant_array(ctx, attr)
     assert back.dtype == array.dtype and np.array_equal(back, array)
     assert resource_attr(ctx, "blob", array).resource_handle.data == "blob_0"
 

@@ -18,8 +18,9 @@ from torch import nn
 from xdsl.utils.exceptions import InterpretationError
 
 from pconv_mlir import models
-from pconv_mlir.frontend import import_torch, make_context, parse_module
+from pconv_mlir.frontend import import_torch
 from pconv_mlir.interpreter import run_function
+from pconv_mlir.ir import make_context, parse_module
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 

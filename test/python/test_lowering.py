@@ -21,8 +21,10 @@ from xdsl.parser import Parser
 from xdsl.utils.arg_spec import parse_spec
 
 from pconv_mlir import toolchain
-from pconv_mlir.errors import LoweringError, RunError, ToolNotFoundError
-from pconv_mlir.lowering import llvm, targets
+from pconv_mlir.backends import get_all_targets
+from pconv_mlir.backends.llvm_cpu import LlvmIrTarget
+from pconv_mlir.errors import LoweringError, OptionError, RunError, ToolNotFoundError
+from pconv_mlir.lowering import llvm
 from pconv_mlir.machine import MACHINES
 from pconv_mlir.runtime.build import compile_shared_library
 from pconv_mlir.runtime.mca import llvm_mca_cycles, llvm_mca_report
@@ -420,9 +422,9 @@ def test_signatures() -> None:
 
 def test_llvm_target_class(need) -> None:
     need("mlir-opt", "mlir-translate")
-    factory = targets.get_targets()["llvm"]
-    target = factory().from_spec(parse_spec("llvm{target=aarch64 opt_level=0}"))
-    assert target == targets.LLVMIRTarget(target="aarch64", opt_level=0)
+    factory = get_all_targets()["llvm-ir"]
+    target = factory().from_spec(parse_spec("llvm-ir{backend=aarch64 opt_level=0}"))
+    assert target == LlvmIrTarget(backend="aarch64", opt_level=0)
     out = StringIO()
     target.emit(Context(), parse(SAXPY), out)
     assert "aarch64-unknown-linux-gnu" in out.getvalue()
@@ -446,7 +448,7 @@ def test_non_upstream_op_is_rejected() -> None:
 
 
 def test_unknown_target_is_rejected() -> None:
-    with pytest.raises(LoweringError, match="unknown machine 'sparc'"):
+    with pytest.raises(OptionError, match="unknown machine 'sparc'"):
         llvm.lower_to_llvm_ir(parse(SAXPY), target="sparc")
 
 

@@ -1,5 +1,5 @@
-// RUN: pconv-opt %s -p 'pconv-lower-to-llvm{target=aarch64}' | filecheck %s
-// RUN: pconv-opt %s -p 'pconv-lower-to-llvm{target=aarch64}' -t 'llvm{target=aarch64}' | filecheck %s --check-prefix=IR
+// RUN: pconv-opt %s -p 'pconv-lower-to-llvm{machine=aarch64}' | filecheck %s
+// RUN: pconv-opt %s -p 'pconv-lower-to-llvm{machine=aarch64}' -t 'llvm-ir{backend=aarch64}' | filecheck %s --check-prefix=IR
 
 // An FKW conv through xDSL's loop generator and LRE, then upstream mlir-opt-22, back in xDSL as
 // the llvm dialect for Cortex-A76: the FKW arrays are LLVM globals, the tensor arguments are

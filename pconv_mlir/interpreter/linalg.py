@@ -1,65 +1,26 @@
-"""xDSL interpreter implementations on numpy arrays: the pconv ops and linalg on tensors.
+"""The linalg engine: `linalg` ops on numpy tensors, vectorised over the iteration space.
 
-Tensors are numpy arrays; scalars are Python values, as in xDSL's own interpreter. Beside
-`pconv.conv2d` and `pconv.fkw_conv2d` this covers what torch-mlir's linalg-on-tensors output
-of a CNN uses, so that the imported model itself is the reference a pass must keep:
-
-- `arith` and `math` ops, elementwise on scalars or arrays (inside `linalg.generic` bodies
-  too), with the numpy type of their MLIR type; `arith.constant` of tensors (`dense<...>`, or
-  `dense_resource<...>` when the context holding the blobs is given); `cf.assert`;
-- `tensor`: empty, pad, collapse_shape, expand_shape, extract_slice, insert_slice, cast, dim,
-  extract, insert, from_elements, splat, reshape, concat;
-- `linalg`: generic (with `linalg.index`), reduce, fill, broadcast, transpose, matmul, the
-  elementwise named ops, the 2-D convolutions xDSL defines and pooling_nchw_max. The named
-  ops xDSL lacks (depthwise_conv_2d_nchw_chw, batch_matmul, pooling_nchw_sum, ...) reach us
-  as `linalg.generic`: `import_torch` generalises them.
-
-Everything is vectorised. A `linalg.generic` runs its body once on arrays over the whole
-iteration space: each operand is a strided view of its tensor built from its indexing map
-(a gather for `mod` / `floordiv` maps), a reduction is the numpy reduction of the op that
-combines the accumulator (`addf` -> sum, `maximumf` or `cmpf`+`select` -> max, ...), and
-`acc + a * b` bodies (matmul, convolutions) are `np.einsum` contractions, so BLAS. A reduction
-body of another shape (an argmax: two accumulators that meet) runs once per point of the
-reduction loops, in order, on arrays over the parallel loops. An op with no implementation
-raises an `InterpretationError` naming it (and the op whose body holds it).
-
-    >>> (y,) = run_function(module, "main", x, ctx=ctx)      # doctest: +SKIP
+Operands are views built from their indexing maps, reductions are numpy reductions and
+`acc + a * b` bodies are `np.einsum` contractions (see the package docstring); the named ops
+(reduce, matmul, the convolutions, pooling, the elementwise ones) run on the same machinery.
 """
 
 from __future__ import annotations
 
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from math import prod
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from xdsl.context import Context
-from xdsl.dialects import arith, cf, func, math, tensor
-from xdsl.dialects.builtin import (
-    DYNAMIC_INDEX,
-    BFloat16Type,
-    DenseIntOrFPElementsAttr,
-    Float16Type,
-    Float32Type,
-    Float64Type,
-    IndexType,
-    IntegerType,
-    ModuleOp,
-    Signedness,
-    TensorType,
-    VectorType,
-)
+from xdsl.dialects import arith
 from xdsl.dialects.linalg import ops as linalg
 from xdsl.dialects.linalg.abstract_ops import ConvOperation
 from xdsl.dialects.linalg.attrs import IteratorType
 from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
-from xdsl.interpreters.arith import ArithFunctions
-from xdsl.interpreters.func import FuncFunctions
-from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from xdsl.ir.affine import (
     AffineBinaryOpExpr,
     AffineBinaryOpKind,
@@ -70,511 +31,7 @@ from xdsl.ir.affine import (
 )
 from xdsl.utils.exceptions import InterpretationError
 
-from pconv_mlir import reference
-from pconv_mlir.dialects.pconv import Conv2dOp, FkwConv2dOp, window_of
-from pconv_mlir.elements import dense_array
-from pconv_mlir.frontend import constant_array
-
-# --------------------------------------------------------------------------------------------
-# pconv
-# --------------------------------------------------------------------------------------------
-
-
-@register_impls
-class PconvFunctions(InterpreterFunctions):
-    """Reference semantics of `pconv.conv2d` and `pconv.fkw_conv2d`."""
-
-    @impl(Conv2dOp)
-    def run_conv2d(self, interpreter: Interpreter, op: Conv2dOp, args: tuple[Any, ...]):
-        x, weight, *rest = args
-        bias = rest[0] if rest else None
-        out = reference.conv2d(
-            np.asarray(x),
-            np.asarray(weight),
-            bias,
-            op.patterns.patterns,
-            op.pattern_ids(),
-            **window_of(op),
-        )
-        return (out,)
-
-    @impl(FkwConv2dOp)
-    def run_fkw_conv2d(self, interpreter: Interpreter, op: FkwConv2dOp, args: tuple[Any, ...]):
-        x, offset, reorder, index, stride, weight, *rest = (np.asarray(a) for a in args)
-        bias = rest[0] if rest else None
-        fkw = reference.Fkw(offset, reorder, index, stride, weight)
-        return (reference.fkw_conv2d(x, fkw, bias, op.patterns.patterns, **window_of(op)),)
-
-
-# --------------------------------------------------------------------------------------------
-# Types
-# --------------------------------------------------------------------------------------------
-
-
-@cache
-def _dtype(type_: Attribute) -> np.dtype[Any]:
-    """The numpy dtype holding values of MLIR type `type_` (of its elements, for shaped types).
-
-    bf16 is computed as float32; i1 is bool; signless integers are signed.
-    """
-    if isinstance(type_, TensorType | VectorType):
-        type_ = type_.get_element_type()
-    match type_:
-        case Float16Type():
-            return np.dtype(np.float16)
-        case Float32Type() | BFloat16Type():
-            return np.dtype(np.float32)
-        case Float64Type():
-            return np.dtype(np.float64)
-        case IndexType():
-            return np.dtype(np.int64)
-        case IntegerType():
-            width = type_.width.data
-            if width == 1:
-                return np.dtype(np.bool_)
-            if width not in (8, 16, 32, 64):
-                raise InterpretationError(f"no numpy type holds {type_} values")
-            kind = "u" if type_.signedness.data == Signedness.UNSIGNED else "i"
-            return np.dtype(f"{kind}{width // 8}")
-    raise InterpretationError(f"no numpy type holds {type_} values")
-
-
-def _unsigned(a: np.ndarray) -> np.ndarray:
-    """`a`'s bits as unsigned integers (what the `ui` arith ops compute on)."""
-    return a.astype(f"u{a.dtype.itemsize}") if a.dtype.kind == "i" else a
-
-
-def _mixed(static: Sequence[int], dynamic: Sequence[Any]) -> list[int]:
-    """Static values with each `DYNAMIC_INDEX` replaced by the next dynamic operand value."""
-    values = iter(dynamic)
-    return [int(next(values)) if s == DYNAMIC_INDEX else s for s in static]
-
-
-def _shape(type_: Attribute, dynamic: Sequence[Any] = ()) -> tuple[int, ...]:
-    assert isinstance(type_, TensorType | VectorType)
-    return tuple(_mixed(type_.get_shape(), dynamic))
-
-
-# --------------------------------------------------------------------------------------------
-# arith, math, cf: elementwise on scalars and arrays
-# --------------------------------------------------------------------------------------------
-
-_Fn = Callable[..., Any]
-
-
-def _divsi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    q = np.floor_divide(a, b)
-    return q + ((np.remainder(a, b) != 0) & ((a < 0) != (b < 0)))
-
-
-def _round_half_away(x: np.ndarray) -> np.ndarray:
-    t = np.trunc(x)
-    return np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t)
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    try:
-        from scipy.special import erf
-    except ImportError:  # Abramowitz & Stegun 7.1.26, absolute error below 1.5e-7
-        z = np.abs(x.astype(np.float64))
-        t = 1.0 / (1.0 + 0.3275911 * z)
-        poly = 1.061405429
-        for a in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
-            poly = a + t * poly
-        poly = t * poly
-        return np.sign(x) * (1.0 - poly * np.exp(-z * z))
-    return erf(x)
-
-
-def _cmpf(op: arith.CmpfOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    unordered = np.isnan(a) | np.isnan(b)
-    match op.predicate.value.data:
-        case 0:  # false
-            return np.zeros(np.broadcast(a, b).shape, np.bool_)
-        case 1:  # oeq
-            return a == b
-        case 2:  # ogt
-            return a > b
-        case 3:  # oge
-            return a >= b
-        case 4:  # olt
-            return a < b
-        case 5:  # ole
-            return a <= b
-        case 6:  # one
-            return (a != b) & ~unordered
-        case 7:  # ord
-            return ~unordered
-        case 8:  # ueq
-            return (a == b) | unordered
-        case 9:  # ugt
-            return ~(a <= b)
-        case 10:  # uge
-            return ~(a < b)
-        case 11:  # ult
-            return ~(a >= b)
-        case 12:  # ule
-            return ~(a > b)
-        case 13:  # une
-            return a != b
-        case 14:  # uno
-            return unordered
-        case _:  # true
-            return np.ones(np.broadcast(a, b).shape, np.bool_)
-
-
-_CMPI: dict[int, _Fn] = {
-    0: np.equal,
-    1: np.not_equal,
-    2: np.less,
-    3: np.less_equal,
-    4: np.greater,
-    5: np.greater_equal,
-}
-
-
-def _cmpi(op: arith.CmpiOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    predicate = op.predicate.value.data
-    if predicate >= 6:  # ult, ule, ugt, uge
-        return _CMPI[predicate - 4](_unsigned(a), _unsigned(b))
-    return _CMPI[predicate](a, b)
-
-
-def _extsi(op: arith.ExtSIOp, a: np.ndarray) -> np.ndarray:
-    return -a.astype(np.int64) if a.dtype == np.bool_ else a  # i1 true is -1
-
-
-def _ceildivui(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = _unsigned(a), _unsigned(b)
-    return a // b + (a % b != 0)
-
-
-def _trunci(op: arith.TruncIOp, a: np.ndarray) -> np.ndarray:
-    return (a & 1).astype(np.bool_) if _dtype(op.result.type) == np.bool_ else a
-
-
-def _bitcast(op: arith.BitcastOp, a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a).view(_dtype(op.result.type))
-
-
-def _binary(fn: _Fn) -> _Fn:
-    return lambda op, a, b: fn(a, b)
-
-
-def _unary(fn: _Fn) -> _Fn:
-    return lambda op, a: fn(a)
-
-
-def _on_unsigned(fn: _Fn) -> _Fn:
-    return lambda op, *args: fn(*(_unsigned(a) for a in args))
-
-
-def _same(op: Operation, a: np.ndarray) -> np.ndarray:
-    return a  # the result dtype conversion does the cast
-
-
-_ELEMENTWISE: dict[type[Operation], _Fn] = {
-    arith.AddfOp: _binary(np.add),
-    arith.SubfOp: _binary(np.subtract),
-    arith.MulfOp: _binary(np.multiply),
-    arith.DivfOp: _binary(np.divide),
-    arith.NegfOp: _unary(np.negative),
-    arith.MaximumfOp: _binary(np.maximum),
-    arith.MinimumfOp: _binary(np.minimum),
-    arith.MaxnumfOp: _binary(np.fmax),
-    arith.MinnumfOp: _binary(np.fmin),
-    arith.CmpfOp: _cmpf,
-    arith.SelectOp: lambda op, c, a, b: np.where(c, a, b),
-    arith.AddiOp: _binary(np.add),
-    arith.SubiOp: _binary(np.subtract),
-    arith.MuliOp: _binary(np.multiply),
-    arith.DivSIOp: _binary(_divsi),
-    arith.DivUIOp: _on_unsigned(np.floor_divide),
-    arith.RemSIOp: _binary(np.fmod),
-    arith.RemUIOp: _on_unsigned(np.remainder),
-    arith.FloorDivSIOp: _binary(np.floor_divide),
-    arith.CeilDivSIOp: _binary(lambda a, b: -np.floor_divide(-a, b)),
-    arith.CeilDivUIOp: _binary(_ceildivui),
-    arith.MaxSIOp: _binary(np.maximum),
-    arith.MinSIOp: _binary(np.minimum),
-    arith.MaxUIOp: _on_unsigned(np.maximum),
-    arith.MinUIOp: _on_unsigned(np.minimum),
-    arith.AndIOp: _binary(np.bitwise_and),
-    arith.OrIOp: _binary(np.bitwise_or),
-    arith.XOrIOp: _binary(np.bitwise_xor),
-    arith.ShLIOp: _binary(np.left_shift),
-    arith.ShRSIOp: _binary(np.right_shift),
-    arith.ShRUIOp: _on_unsigned(np.right_shift),
-    arith.CmpiOp: _cmpi,
-    arith.ExtFOp: _same,
-    arith.TruncFOp: _same,
-    arith.SIToFPOp: _same,
-    arith.UIToFPOp: _on_unsigned(lambda a: a),
-    arith.FPToSIOp: _same,
-    arith.FPToUIOp: _same,
-    arith.ExtSIOp: _extsi,
-    arith.ExtUIOp: _on_unsigned(lambda a: a),
-    arith.TruncIOp: _trunci,
-    arith.IndexCastOp: _same,
-    arith.BitcastOp: _bitcast,
-    math.AbsFOp: _unary(np.abs),
-    math.AbsIOp: _unary(np.abs),
-    math.AcosOp: _unary(np.arccos),
-    math.AcoshOp: _unary(np.arccosh),
-    math.AsinOp: _unary(np.arcsin),
-    math.AsinhOp: _unary(np.arcsinh),
-    math.AtanOp: _unary(np.arctan),
-    math.AtanhOp: _unary(np.arctanh),
-    math.Atan2Op: _binary(np.arctan2),
-    math.CbrtOp: _unary(np.cbrt),
-    math.CeilOp: _unary(np.ceil),
-    math.CopySignOp: _binary(np.copysign),
-    math.CosOp: _unary(np.cos),
-    math.CoshOp: _unary(np.cosh),
-    math.ErfOp: _unary(_erf),
-    math.ExpOp: _unary(np.exp),
-    math.Exp2Op: _unary(np.exp2),
-    math.ExpM1Op: _unary(np.expm1),
-    math.FloorOp: _unary(np.floor),
-    math.FmaOp: lambda op, a, b, c: a * b + c,
-    math.FPowIOp: _binary(np.power),
-    math.IPowIOp: _binary(np.power),
-    math.LogOp: _unary(np.log),
-    math.Log10Op: _unary(np.log10),
-    math.Log1pOp: _unary(np.log1p),
-    math.Log2Op: _unary(np.log2),
-    math.PowFOp: _binary(np.power),
-    math.RoundOp: _unary(_round_half_away),
-    math.RoundEvenOp: _unary(np.rint),
-    math.RsqrtOp: _unary(lambda a: 1 / np.sqrt(a)),
-    math.SinOp: _unary(np.sin),
-    math.SinhOp: _unary(np.sinh),
-    math.SqrtOp: _unary(np.sqrt),
-    math.TanOp: _unary(np.tan),
-    math.TanhOp: _unary(np.tanh),
-    math.TruncOp: _unary(np.trunc),
-}
-"""numpy semantics of elementwise ops, on arrays already in their operands' dtypes."""
-
-
-def _run_elementwise(fn: _Fn, op: Operation, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    arrays = [np.asarray(a, dtype=_dtype(v.type)) for a, v in zip(args, op.operands, strict=True)]
-    with np.errstate(all="ignore"):  # MLIR gives inf / nan quietly, casts included
-        results = fn(op, *arrays)
-        results = results if isinstance(results, tuple) else (results,)
-        out = [
-            np.asarray(r).astype(_dtype(v.type), copy=False)
-            for r, v in zip(results, op.results, strict=True)
-        ]
-    if not any(isinstance(a, np.ndarray) for a in args):
-        return tuple(r.item() if r.ndim == 0 else r for r in out)  # scalars stay Python values
-    return tuple(out)
-
-
-def _elementwise_impl(op_type: type[Operation], fn: _Fn) -> Any:
-    def run(
-        self: InterpreterFunctions, interpreter: Interpreter, op: Operation, args: tuple[Any, ...]
-    ) -> tuple[Any, ...]:
-        return _run_elementwise(fn, op, args)
-
-    return impl(op_type)(run)
-
-
-class NumpyArithFunctions(InterpreterFunctions):
-    """`arith` and `math` ops on numpy arrays or scalars, and `cf.assert`.
-
-    Registered over xDSL's `ArithFunctions` (which keeps `arith.constant` of scalars). A result
-    computed from scalars only is a Python scalar again, rounded to its MLIR type.
-    """
-
-    @impl(cf.AssertOp)
-    def run_assert(self, interpreter: Interpreter, op: cf.AssertOp, args: tuple[Any, ...]):
-        if not np.all(args[0]):
-            raise InterpretationError(f"cf.assert failed: {op.msg.data}")
-        return ()
-
-
-for _op_type, _fn in _ELEMENTWISE.items():
-    setattr(
-        NumpyArithFunctions,
-        f"run_{_op_type.name.replace('.', '_')}",
-        _elementwise_impl(_op_type, _fn),
-    )
-register_impls(NumpyArithFunctions)
-
-
-# --------------------------------------------------------------------------------------------
-# Regions run on arrays
-# --------------------------------------------------------------------------------------------
-
-
-def _eval_block(
-    interpreter: Interpreter,
-    owner: str,
-    block: Block,
-    arguments: dict[BlockArgument, Any],
-    skip: set[Operation],
-    wanted: Sequence[SSAValue],
-) -> list[Any]:
-    """Run the ops of `block` but its terminator and those in `skip`; the values of `wanted`.
-
-    Values defined outside the block are read from the interpreter's environment.
-    """
-    interpreter.push_scope(owner)
-    try:
-        interpreter.set_values(arguments.items())
-        for op in block.ops:
-            if op is block.last_op:
-                break
-            if op in skip:
-                continue
-            try:
-                results = interpreter.run_op(op, interpreter.get_values(op.operands))
-            except InterpretationError as e:
-                raise InterpretationError(f"{owner}: cannot evaluate '{op.name}': {e}") from e
-            interpreter.set_values(zip(op.results, results, strict=True))
-        return list(interpreter.get_values(wanted))
-    finally:
-        interpreter.pop_scope()
-
-
-# --------------------------------------------------------------------------------------------
-# tensor
-# --------------------------------------------------------------------------------------------
-
-
-def _slices(offsets: Sequence[int], sizes: Sequence[int], strides: Sequence[int]) -> tuple:
-    return tuple(
-        slice(o, o + (n - 1) * s + 1 if n else o, s)
-        for o, n, s in zip(offsets, sizes, strides, strict=True)
-    )
-
-
-def _slice_args(
-    op: tensor.ExtractSliceOp | tensor.InsertSliceOp, args: Sequence[Any]
-) -> tuple[tuple, list[int]]:
-    """The numpy slices of an extract/insert_slice (`args`: its offset, size, stride operands)."""
-    n_off, n_size = len(op.offsets), len(op.sizes)
-    offsets = _mixed(op.static_offsets.get_values(), args[:n_off])
-    sizes = _mixed(op.static_sizes.get_values(), args[n_off : n_off + n_size])
-    strides = _mixed(op.static_strides.get_values(), args[n_off + n_size :])
-    return _slices(offsets, sizes, strides), sizes
-
-
-@register_impls
-class TensorFunctions(InterpreterFunctions):
-    """`tensor` ops on numpy arrays. A result may share memory with an operand (a reshape),
-    but no implementation writes into an operand."""
-
-    @impl(tensor.EmptyOp)
-    def run_empty(self, interpreter: Interpreter, op: tensor.EmptyOp, args: tuple[Any, ...]):
-        return (np.zeros(_shape(op.tensor.type, args), _dtype(op.tensor.type)),)
-
-    @impl(tensor.PadOp)
-    def run_pad(self, interpreter: Interpreter, op: tensor.PadOp, args: tuple[Any, ...]):
-        source = np.asarray(args[0])
-        n_low = len(op.low)
-        low = _mixed(op.static_low.get_values(), args[1 : 1 + n_low])
-        high = _mixed(op.static_high.get_values(), args[1 + n_low :])
-        if min(low + high, default=0) < 0:
-            raise InterpretationError(f"tensor.pad: negative padding {low} {high}")
-        shape = tuple(s + lo + hi for s, lo, hi in zip(source.shape, low, high, strict=True))
-        block = op.region.block
-        indices = {
-            arg: np.arange(n).reshape([n if d == i else 1 for d in range(len(shape))])
-            for i, (arg, n) in enumerate(zip(block.args, shape, strict=True))
-        }
-        (value,) = _eval_block(interpreter, op.name, block, indices, set(), block.last_op.operands)
-        out = np.empty(shape, _dtype(op.result.type))
-        out[...] = value
-        out[tuple(slice(lo, lo + s) for lo, s in zip(low, source.shape, strict=True))] = source
-        return (out,)
-
-    @impl(tensor.CollapseShapeOp)
-    def run_collapse_shape(
-        self, interpreter: Interpreter, op: tensor.CollapseShapeOp, args: tuple[Any, ...]
-    ):
-        source = np.asarray(args[0])
-        groups = [[e.value.data for e in group.data] for group in op.reassociation.data]
-        return (source.reshape([prod(source.shape[i] for i in group) for group in groups]),)
-
-    @impl(tensor.ExpandShapeOp)
-    def run_expand_shape(
-        self, interpreter: Interpreter, op: tensor.ExpandShapeOp, args: tuple[Any, ...]
-    ):
-        shape = _mixed(op.static_output_shape.get_values(), args[1:])
-        return (np.asarray(args[0]).reshape(shape),)
-
-    @impl(tensor.ExtractSliceOp)
-    def run_extract_slice(
-        self, interpreter: Interpreter, op: tensor.ExtractSliceOp, args: tuple[Any, ...]
-    ):
-        slices, sizes = _slice_args(op, args[1:])
-        part = np.asarray(args[0])[slices]
-        rank = len(op.result.type.get_shape())
-        if part.ndim != rank:  # rank-reducing: drop unit dimensions
-            shape = [d for d in op.result.type.get_shape()]
-            if DYNAMIC_INDEX in shape:
-                shape = list(part.shape)
-                while len(shape) > rank:
-                    shape.remove(1)
-            part = part.reshape(shape)
-        return (part,)
-
-    @impl(tensor.InsertSliceOp)
-    def run_insert_slice(
-        self, interpreter: Interpreter, op: tensor.InsertSliceOp, args: tuple[Any, ...]
-    ):
-        source, dest = np.asarray(args[0]), np.array(args[1], copy=True)
-        slices, _ = _slice_args(op, args[2:])
-        dest[slices] = source.reshape(dest[slices].shape)
-        return (dest,)
-
-    @impl(tensor.CastOp)
-    def run_cast(self, interpreter: Interpreter, op: tensor.CastOp, args: tuple[Any, ...]):
-        source = np.asarray(args[0])
-        target = op.dest.type
-        if isinstance(target, TensorType):
-            shape = target.get_shape()
-            if len(shape) != source.ndim or any(
-                d not in (DYNAMIC_INDEX, s) for d, s in zip(shape, source.shape, strict=True)
-            ):
-                raise InterpretationError(f"tensor.cast: a {source.shape} tensor is not a {target}")
-        return (source,)
-
-    @impl(tensor.DimOp)
-    def run_dim(self, interpreter: Interpreter, op: tensor.DimOp, args: tuple[Any, ...]):
-        return (np.shape(args[0])[int(args[1])],)
-
-    @impl(tensor.ExtractOp)
-    def run_extract(self, interpreter: Interpreter, op: tensor.ExtractOp, args: tuple[Any, ...]):
-        value = np.asarray(args[0])[tuple(args[1:])]  # array indices: a gather
-        return (value if isinstance(value, np.ndarray) else value.item(),)
-
-    @impl(tensor.InsertOp)
-    def run_insert(self, interpreter: Interpreter, op: tensor.InsertOp, args: tuple[Any, ...]):
-        dest = np.array(args[1], copy=True)
-        dest[tuple(args[2:])] = args[0]
-        return (dest,)
-
-    @impl(tensor.FromElementsOp)
-    def run_from_elements(
-        self, interpreter: Interpreter, op: tensor.FromElementsOp, args: tuple[Any, ...]
-    ):
-        return (np.array(args, _dtype(op.result.type)).reshape(_shape(op.result.type)),)
-
-    @impl(tensor.SplatOp)
-    def run_splat(self, interpreter: Interpreter, op: tensor.SplatOp, args: tuple[Any, ...]):
-        return (np.full(_shape(op.result.type, args[1:]), args[0], _dtype(op.result.type)),)
-
-    @impl(tensor.ReshapeOp)
-    def run_reshape(self, interpreter: Interpreter, op: tensor.ReshapeOp, args: tuple[Any, ...]):
-        return (np.asarray(args[0]).reshape([int(d) for d in np.asarray(args[1])]),)
-
-    @impl(tensor.ConcatOp)
-    def run_concat(self, interpreter: Interpreter, op: tensor.ConcatOp, args: tuple[Any, ...]):
-        return (np.concatenate([np.asarray(a) for a in args], axis=op.dim.value.data),)
-
+from pconv_mlir.interpreter.arith import Fn, dtype_of, eval_block
 
 # --------------------------------------------------------------------------------------------
 # linalg: operands as views over the iteration space
@@ -969,7 +426,7 @@ _CONV_OPS = [
     linalg.Conv2DNhwgcGfhwcOp,
 ]
 
-_ELEMENTWISE_NAMED: dict[type[Operation], _Fn] = {
+_ELEMENTWISE_NAMED: dict[type[Operation], Fn] = {
     linalg.AddOp: np.add,
     linalg.SubOp: np.subtract,
     linalg.MulOp: np.multiply,
@@ -1014,7 +471,7 @@ class LinalgFunctions(InterpreterFunctions):
         arrays = [np.asarray(a) for a in args]
         n_inputs = len(arrays) - len(op.results)
         inits = arrays[n_inputs:]
-        dtypes = [_dtype(r.type) for r in op.results]
+        dtypes = [dtype_of(r.type) for r in op.results]
         ranges = _loop_ranges(owner, maps, [a.shape for a in arrays])
         if 0 in ranges:  # no iteration: the outputs are their inits
             return tuple(np.array(i, dtype=t) for i, t in zip(inits, dtypes, strict=True))
@@ -1034,7 +491,7 @@ class LinalgFunctions(InterpreterFunctions):
         self.loops.append(_grids(ranges))
         try:
             if not reductions:
-                values = _eval_block(
+                values = eval_block(
                     interpreter, owner, block, arguments(len(arrays)), set(), terminator.operands
                 )
                 return tuple(
@@ -1068,7 +525,7 @@ class LinalgFunctions(InterpreterFunctions):
                 return (_store(inits[0], dtypes[0], outputs[0], product, np.add),)
             wanted = [p.value for p in plans if p.value is not None]
             values = iter(
-                _eval_block(interpreter, owner, block, arguments(n_inputs), touched, wanted)
+                eval_block(interpreter, owner, block, arguments(n_inputs), touched, wanted)
             )
             results = []
             for init, dtype, output, plan in zip(inits, dtypes, outputs, plans, strict=True):
@@ -1109,7 +566,7 @@ class LinalgFunctions(InterpreterFunctions):
         """
         accumulators = block.args[n_inputs:]
         parallel = [1 if d in reductions else n for d, n in enumerate(ranges)]
-        dtypes = [_dtype(arg.type) for arg in accumulators]
+        dtypes = [dtype_of(arg.type) for arg in accumulators]
         accs = [
             np.array(np.broadcast_to(views[arg], parallel), dtype=dtype)
             for arg, dtype in zip(accumulators, dtypes, strict=True)
@@ -1131,7 +588,7 @@ class LinalgFunctions(InterpreterFunctions):
                 ]
             step.update(zip(accumulators, accs, strict=True))
             self.loops[-1] = [at.get(d, grid) for d, grid in enumerate(grids)]
-            values = _eval_block(interpreter, owner, block, step, set(), terminator.operands)
+            values = eval_block(interpreter, owner, block, step, set(), terminator.operands)
             accs = [
                 np.array(np.broadcast_to(v, parallel), dtype=dtype)
                 for v, dtype in zip(values, dtypes, strict=True)
@@ -1191,7 +648,7 @@ class LinalgFunctions(InterpreterFunctions):
     def run_fill(self, interpreter: Interpreter, op: linalg.FillOp, args: tuple[Any, ...]):
         _tensor_results(op)
         value, init = args
-        return (np.full(np.shape(init), value, _dtype(op.res[0].type)),)
+        return (np.full(np.shape(init), value, dtype_of(op.res[0].type)),)
 
     @impl(linalg.BroadcastOp)
     def run_broadcast(
@@ -1200,7 +657,7 @@ class LinalgFunctions(InterpreterFunctions):
         _tensor_results(op)
         source, init = np.asarray(args[0]), np.asarray(args[1])
         expanded = np.expand_dims(source, tuple(op.dimensions.get_values()))
-        return (np.array(np.broadcast_to(expanded, init.shape), dtype=_dtype(op.result[0].type)),)
+        return (np.array(np.broadcast_to(expanded, init.shape), dtype=dtype_of(op.result[0].type)),)
 
     @impl(linalg.TransposeOp)
     def run_transpose(
@@ -1208,7 +665,7 @@ class LinalgFunctions(InterpreterFunctions):
     ):
         _tensor_results(op)
         moved = np.transpose(np.asarray(args[0]), op.permutation.get_values())
-        return (np.array(moved, dtype=_dtype(op.res[0].type)),)
+        return (np.array(moved, dtype=dtype_of(op.res[0].type)),)
 
     @impl(linalg.MatmulOp)
     def run_matmul(self, interpreter: Interpreter, op: linalg.MatmulOp, args: tuple[Any, ...]):
@@ -1220,7 +677,7 @@ class LinalgFunctions(InterpreterFunctions):
     ) -> tuple[np.ndarray]:
         """`out + a * b` summed over the loops `out` does not use; inputs cast to out's type."""
         _tensor_results(op)
-        dtype = _dtype(op.results[0].type)
+        dtype = dtype_of(op.results[0].type)
         a, b, init = (np.asarray(x) for x in args)
         ranges = _loop_ranges(op.name, maps, [a.shape, b.shape, init.shape])
         output = _output(op.name, 0, maps[2], set())
@@ -1250,7 +707,7 @@ class LinalgFunctions(InterpreterFunctions):
         ]
         source, window, init = (np.asarray(a) for a in args)
         ranges = _loop_ranges(op.name, maps, [source.shape, window.shape, init.shape])
-        dtype = _dtype(op.res[0].type)
+        dtype = dtype_of(op.res[0].type)
         if 0 in ranges:
             return (np.array(init, dtype=dtype),)
         view, loops = _view(op.name, 0, source, maps[0], ranges)
@@ -1269,7 +726,7 @@ def _convolution_impl(op_type: type[Operation]) -> Any:
     return impl(op_type)(run)
 
 
-def _elementwise_named_impl(op_type: type[Operation], fn: _Fn) -> Any:
+def _elementwise_named_impl(op_type: type[Operation], fn: Fn) -> Any:
     def run(
         self: LinalgFunctions, interpreter: Interpreter, op: Operation, args: tuple[Any, ...]
     ) -> tuple[Any, ...]:
@@ -1277,7 +734,7 @@ def _elementwise_named_impl(op_type: type[Operation], fn: _Fn) -> Any:
         *inputs, init = (np.asarray(a) for a in args)
         with np.errstate(all="ignore"):
             value = fn(*inputs)
-        return (np.array(np.broadcast_to(value, init.shape), dtype=_dtype(op.results[0].type)),)
+        return (np.array(np.broadcast_to(value, init.shape), dtype=dtype_of(op.results[0].type)),)
 
     return impl(op_type)(run)
 
@@ -1287,71 +744,3 @@ for _op_type in _CONV_OPS:
 for _op_type, _fn in _ELEMENTWISE_NAMED.items():
     setattr(LinalgFunctions, f"run_{_op_type.name[7:]}", _elementwise_named_impl(_op_type, _fn))
 register_impls(LinalgFunctions)
-
-
-# --------------------------------------------------------------------------------------------
-# Constants, the interpreter
-# --------------------------------------------------------------------------------------------
-
-
-@register_impls
-class TensorConstantFunctions(InterpreterFunctions):
-    """`arith.constant` that also yields tensors and vectors, as numpy arrays."""
-
-    def __init__(self, ctx: Context | None = None):
-        self.ctx = ctx
-        self.scalars = ArithFunctions()
-
-    @impl(arith.ConstantOp)
-    def run_constant(self, interpreter: Interpreter, op: arith.ConstantOp, args: tuple[()]):
-        if not isinstance(op.result.type, TensorType | VectorType):
-            return self.scalars.run_constant(interpreter, op, args).values
-        value = op.value
-        if isinstance(value, DenseIntOrFPElementsAttr):  # needs no context
-            return (dense_array(value),)
-        if self.ctx is not None:
-            return (constant_array(self.ctx, value),)
-        raise InterpretationError(f"cannot read constant {value} without its context")
-
-
-def make_interpreter(module: ModuleOp, ctx: Context | None = None) -> Interpreter:
-    """An interpreter for modules of func, arith, math, tensor, linalg and pconv ops on numpy."""
-    interpreter = Interpreter(module)
-    interpreter.register_implementations(FuncFunctions())
-    interpreter.register_implementations(ArithFunctions())
-    interpreter.register_implementations(NumpyArithFunctions(), override=True)
-    interpreter.register_implementations(TensorConstantFunctions(ctx), override=True)
-    interpreter.register_implementations(TensorFunctions(), override=True)
-    interpreter.register_implementations(LinalgFunctions(), override=True)
-    interpreter.register_implementations(PconvFunctions())
-    return interpreter
-
-
-def _argument(value: Any, type_: Attribute) -> Any:
-    """A function argument as the interpreter holds it: arrays of the declared element type
-    for tensors and vectors, Python scalars for scalars."""
-    if isinstance(type_, TensorType | VectorType):
-        return np.asarray(value, dtype=_dtype(type_))
-    if isinstance(type_, IntegerType | IndexType | Float16Type | Float32Type | Float64Type):
-        return np.asarray(value, dtype=_dtype(type_)).item()
-    return np.asarray(value)
-
-
-def run_function(
-    module: ModuleOp, name: str, *inputs: Any, ctx: Context | None = None
-) -> tuple[np.ndarray, ...]:
-    """Call `func.func @name` of `module` on numpy inputs; returns its results.
-
-    Inputs are converted to the function's argument types (float64 data for a `tensor<...xf32>`
-    argument becomes float32). `ctx` holds the `dense_resource` blobs of the weights.
-    """
-    interpreter = make_interpreter(module, ctx)
-    callee = interpreter.get_op_for_symbol(name)
-    if isinstance(callee, func.FuncOp):
-        types = callee.function_type.inputs.data
-        if len(types) != len(inputs):
-            raise InterpretationError(f"@{name} takes {len(types)} arguments, got {len(inputs)}")
-        args = tuple(_argument(x, t) for x, t in zip(inputs, types, strict=True))
-    else:
-        args = tuple(np.asarray(i) for i in inputs)
-    return tuple(interpreter.call_op(callee, args))

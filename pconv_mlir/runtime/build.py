@@ -1,0 +1,195 @@
+"""Build LLVM IR into native code with clang-22: a shared library, or an executable with a driver.
+
+    >>> compile_shared_library(llvm_ir, "conv.so", "host")                  # doctest: +SKIP
+    >>> compile_executable(llvm_ir, "conv", driver_c=c, machine="aarch64")  # doctest: +SKIP
+
+- `compile_shared_library`: `-O3 -fPIC -shared`, for a `pconv_mlir.machine.Machine` (flags from
+  `Machine.clang_flags`: `-march=native` on the host, `-mcpu=cortex-a76
+  --target=aarch64-unknown-linux-gnu` for aarch64; clang finds Debian's cross GCC installation
+  and libc by itself, while `--sysroot=/usr/aarch64-linux-gnu` would break that).
+- `compile_executable`: the same, linked with a C program that has `main` (the driver of
+  `pconv_mlir.runtime.driver`), statically by default so that qemu needs no dynamic loader.
+
+`sanitize="address"` builds under AddressSanitizer (`-fsanitize=address -fno-omit-frame-pointer
+-g`; executables are then linked dynamically, since ASan does not support `-static`). clang
+instruments only the functions that carry the `sanitize_address` attribute, which its C front
+end adds and `mlir-translate` does not, so the attribute is added to every function defined in
+the IR first.
+
+Support code: `memref.copy` between non-contiguous buffers (e.g. what bufferized `tensor.pad`
+becomes) lowers to a call to MLIR's runtime function `memrefCopy`; `SUPPORT_C`, a small C
+implementation of it, is compiled in whenever the IR declares it: no MLIR runtime library needed.
+
+A failed build raises `pconv_mlir.errors.BuildError` whose message is clang's first error line;
+the output file appears only when the build succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from pconv_mlir.errors import BuildError, OptionError, ToolFailedError
+from pconv_mlir.machine import Machine
+from pconv_mlir.machine import machine as machine_named
+from pconv_mlir.toolchain import run_tool
+
+__all__ = [
+    "SANITIZERS",
+    "SUPPORT_C",
+    "compile_executable",
+    "compile_shared_library",
+    "sanitize_flags",
+]
+
+SUPPORT_C = r"""
+/* pconv-mlir runtime support: the MLIR runtime functions that lowered code may call. */
+#include <stdint.h>
+#include <string.h>
+
+typedef struct { int64_t rank; void *descriptor; } UnrankedMemRef;
+typedef struct { char *allocated; char *aligned; int64_t offset; int64_t sizes_strides[]; } MemRef;
+
+/* memref.copy between buffers of any layout (MLIR's CRunnerUtils `memrefCopy`). */
+void memrefCopy(int64_t elem_size, UnrankedMemRef *src_arg, UnrankedMemRef *dst_arg) {
+  int64_t rank = src_arg->rank;
+  MemRef *src = (MemRef *)src_arg->descriptor, *dst = (MemRef *)dst_arg->descriptor;
+  char *sp = src->aligned + src->offset * elem_size;
+  char *dp = dst->aligned + dst->offset * elem_size;
+  if (rank == 0) { memcpy(dp, sp, elem_size); return; }
+  const int64_t *sizes = src->sizes_strides;
+  const int64_t *ss = src->sizes_strides + rank, *ds = dst->sizes_strides + rank;
+  for (int64_t d = 0; d < rank; ++d)
+    if (sizes[d] == 0) return;
+  int64_t index[rank];
+  memset(index, 0, sizeof index);
+  int64_t inner = sizes[rank - 1], s_in = ss[rank - 1], d_in = ds[rank - 1];
+  for (;;) {
+    if (s_in == 1 && d_in == 1)
+      memcpy(dp, sp, inner * elem_size);
+    else
+      for (int64_t i = 0; i < inner; ++i)
+        memcpy(dp + i * d_in * elem_size, sp + i * s_in * elem_size, elem_size);
+    int64_t d = rank - 2;
+    for (; d >= 0; --d) {
+      sp += ss[d] * elem_size;
+      dp += ds[d] * elem_size;
+      if (++index[d] < sizes[d]) break;
+      sp -= sizes[d] * ss[d] * elem_size;
+      dp -= sizes[d] * ds[d] * elem_size;
+      index[d] = 0;
+    }
+    if (d < 0) return;
+  }
+}
+"""
+
+SANITIZERS = ("address",)
+"""The values `sanitize` may take besides `None`."""
+
+
+def sanitize_flags(sanitize: str | None) -> list[str]:
+    """clang flags for `sanitize` (`None` or `"address"`); `OptionError` for another value."""
+    if sanitize is None:
+        return []
+    if sanitize not in SANITIZERS:
+        raise OptionError(f"unknown sanitizer '{sanitize}' (choose from {', '.join(SANITIZERS)})")
+    return [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"]
+
+
+def _needs_support(llvm_ir: str) -> bool:
+    return re.search(r"^declare .*@memrefCopy\(", llvm_ir, re.MULTILINE) is not None
+
+
+_DEFINE_TAIL = re.compile(r"^(define\b.*?)((?:\s+!\w+\s+!\d+)*\s*\{)$", re.MULTILINE)
+"""A function definition's line, split before its trailing metadata (`!dbg !5`) and `{`."""
+
+
+def _mark_sanitized(llvm_ir: str, sanitize: str) -> str:
+    """`llvm_ir` with attribute `sanitize_<sanitize>` on every function it defines."""
+    attribute = f"sanitize_{sanitize}"
+    return _DEFINE_TAIL.sub(lambda m: f"{m.group(1)} {attribute}{m.group(2)}", llvm_ir)
+
+
+def _clang(args: list[str], out_path: Path) -> Path:
+    """Run clang with `args` writing `-o` to a temporary name, then move it to `out_path`."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
+    try:
+        run_tool("clang", [*args, "-o", str(partial)], what="clang")
+        os.replace(partial, out_path)
+    except ToolFailedError as e:
+        raise BuildError(str(e), stderr=e.stderr) from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return out_path
+
+
+def _build(
+    llvm_ir: str,
+    out_path: str | os.PathLike[str],
+    c_sources: Mapping[str, str],
+    flags: list[str],
+    sanitize: str | None,
+) -> Path:
+    """Write the IR and the C sources to a temporary folder and build them with `flags`."""
+    extra = sanitize_flags(sanitize)
+    if sanitize is not None:
+        llvm_ir = _mark_sanitized(llvm_ir, sanitize)
+    sources = {"kernel.ll": llvm_ir, **c_sources}
+    if _needs_support(llvm_ir):
+        sources["pconv_support.c"] = SUPPORT_C
+    with tempfile.TemporaryDirectory(prefix="pconv-cc-") as tmp:
+        paths = []
+        for name, text in sources.items():
+            (Path(tmp) / name).write_text(text)
+            paths.append(str(Path(tmp) / name))
+        args = [*flags, *extra, "-Wno-override-module", *paths, "-lm"]
+        return _clang(args, Path(out_path))
+
+
+def compile_shared_library(
+    llvm_ir: str,
+    out_path: str | os.PathLike[str],
+    machine: Machine | str,
+    *,
+    cpu: str | None = None,
+    opt_level: int = 3,
+    sanitize: str | None = None,
+) -> Path:
+    """Build LLVM IR into shared library `out_path` for `machine` (a `Machine` or its name).
+
+    `cpu` overrides the tuning (`-march` on x86-64, `-mcpu` on aarch64; by default the
+    machine's: `native` on the host, `cortex-a76` for aarch64). A library built with `sanitize`
+    needs the sanitizer's runtime loaded first, so python cannot load it with ctypes. Raises
+    `BuildError` with clang's first error line, `OptionError` for an unknown machine or
+    sanitizer, or `ToolNotFoundError`.
+    """
+    flags = [*machine_named(machine).clang_flags(cpu), f"-O{opt_level}", "-fPIC", "-shared"]
+    return _build(llvm_ir, out_path, {}, flags, sanitize)
+
+
+def compile_executable(
+    llvm_ir: str,
+    out_path: str | os.PathLike[str],
+    *,
+    driver_c: str,
+    machine: Machine | str,
+    cpu: str | None = None,
+    opt_level: int = 3,
+    static: bool = True,
+    sanitize: str | None = None,
+) -> Path:
+    """Build LLVM IR and the C program `driver_c` (which has `main`) into executable `out_path`.
+
+    Linked statically when `static`, so that qemu needs no dynamic loader, except under a
+    sanitizer (ASan does not support `-static`), which always links dynamically. Other
+    arguments and errors as for `compile_shared_library`.
+    """
+    flags = [*machine_named(machine).clang_flags(cpu), f"-O{opt_level}"]
+    if static and sanitize is None:
+        flags.append("-static")
+    return _build(llvm_ir, out_path, {"driver.c": driver_c}, flags, sanitize)
