@@ -557,10 +557,10 @@ class FkwConv2dOp(IRDLOperation):
     `pconv.conv2d`.
 
     For stored filter i (output channel `reorder[i]`), its kernels are `offset[i]` up to
-    `offset[i + 1]`; the run of kernels with pattern p is `stride[i, p]` up to `stride[i, p + 1]`;
-    kernel k reads input channel `index[k]` with the `taps` weights `weight[k, :]` in the order
-    of the pattern's taps. With `tile_channels` in the schedule, `stride` has one run per
-    (channel block, pattern): see `pconv_mlir.fkw`.
+    `offset[i + 1]`; its kernels are cut into one run per (channel block b, pattern p), run
+    `b * K + p` being `stride[i, b * K + p]` up to the next entry (one block unless the
+    schedule's `tile_channels` splits the channels: see `pconv_mlir.fkw`); kernel k reads input
+    channel `index[k]` with the `taps` weights `weight[k, :]` in the order of the pattern's taps.
 
         %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight, %b
                patterns <[[1, 3, 4, 5]], taps = 4> schedule <vector_width = 8, unroll_rows = 3,

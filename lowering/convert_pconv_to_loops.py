@@ -2,45 +2,64 @@
 
 One specialised loop per pattern: for each stored filter, the run of kernels with pattern p is
 an `scf.for` whose body has that pattern's tap offsets as constants, so no tap index is ever
-loaded at run time. Only a kernel's input channel (`index`) and its weights (`weight`) are read
-from the FKW arrays. Vectorised along the output row.
+loaded at run time. Only a run's bounds (`stride`), a kernel's input channel (`index`) and its
+weights (`weight`) are read from the FKW arrays (see `pconv_mlir.fkw`). Vectorised along the
+output row.
 
-The `#pconv.schedule` of the op picks the register tile: `unroll_rows` output rows x
-`unroll_cols` vectors of `vector_width` lanes, held in registers for one filter while its kernel
-runs stream past. Loop order: image, row tile, column tile, filter (stored order), pattern run,
-kernel: an input tile stays in cache across all filters.
+The op's `#pconv.schedule` picks the register tile: R = `unroll_rows` output rows x
+U = `unroll_cols` vectors of V = `vector_width` lanes (R and U clamped to the output), held in
+registers while a filter's kernel runs stream past; G = `unroll_filters` stored filters in
+lock-step; P = `partial_sums` accumulators per output vector (taps alternate between them);
+`tile_channels` cuts the C input channels into B = `op.channel_blocks()` blocks, and `stride`
+has one run per (block, pattern). Loop order: image, row tile, column tile, channel block,
+filter group, pattern, kernel: an input tile stays in cache across all filters.
 
-Generated code, in outline:
+Generated code, in outline (K patterns; OH', OW' the output rounded up to whole tiles):
 
-    %xp = zero-padded copy of the input, columns split by stride phase, rows and columns
-          rounded up to whole tiles (so every load is in bounds and stride 2 loads contiguously)
-    for n, for oh0 (step R), for ow0 (step V*U), for i in filters:
-      acc[r][u] = broadcast(bias[reorder[i]])
-      for p in patterns:                                  // unrolled: one body per pattern
-        acc = scf.for k in stride[i, p] to stride[i, p + 1] iter_args(acc):
-          c = index[k]; w_t = broadcast(weight[k, t])
-          acc[r][u] = fma(load xp[n, c, (oh0 + r) * sh + dr_t * dh, phase_t,
-                                  ow0 + u * V + dc_t], w_t, acc[r][u])
-      store max(acc, 0) (with relu) to out[n, reorder[i], oh0 + r, ow0 + u*V]
+    xp = alloc(N * s_n) filled with 0         // flat, zero-padded, stride-phase split input:
+    for n, c, iy, ix:                         // element (n, c, y, q, j), padded pixel
+      xp[n*s_n + c*s_c + (iy + ph)*s_y        //   (y, j * sw + q), is at
+         + q*s_q + j] = x[n, c, iy, ix]       //   n*s_n + c*s_c + y*s_y + q*s_q + j, with
+                                              //   q = (ix + pw) % sw, j = (ix + pw) / sw
+    for n, for oh0 in 0..OH' step R, for ow0 in 0..OW' step U*V:
+      tile = n*s_n + oh0*sh*s_y + ow0
+      for b in 0..B:                          // block 0 first, then an scf.for over the rest
+        for i0 in 0..F step G:                // the group i = i0 .. i0 + G - 1, in lock-step
+                                              // (then the F mod G left over, one at a time)
+          o_i = reorder[i]
+          acc[i][r][u][0] = b == 0 ? broadcast(bias[o_i]) (or 0) : out[n, o_i, oh0 + r, ow0 + u*V]
+          for p in 0..K:                      // unrolled: one body per pattern
+            lo_i, hi_i = stride[i, b*K + p], stride[i, b*K + p + 1]
+            m = min_i(hi_i - lo_i)
+            acc = scf.for k in 0..m: kernel(lo_i + k) for every i of the group
+            acc[i] = scf.for k in lo_i + m..hi_i: kernel(k)            // each remainder
+              kernel(k): base = index[k]*s_c + tile; w_t = broadcast(weight[k, t])
+                acc[r][u][t % P] = fma(vector.load xp[base + (r*sh + dr_t*dh)*s_y
+                                                     + q_t*s_q + u*V + j_t], w_t, acc[r][u][t % P])
+          out[n, o_i, oh0 + r, ow0 + u*V] = sum of acc[i][r][u] (max with 0 when relu and B = 1)
+      when relu and B > 1: out[n, o, oh0 + r, ow0 + u*V] = max(that, 0) for every o
 
-Each (row, tap) gets its own `vector.load`; `pconv-lre` then removes the loads that several taps
-and rows share. Tiles past the output edge write to a scratch output that is copied back.
-The result is a tensor again (`bufferization.to_tensor`), so the rest of the program and the
+where tap t of the pattern sits at (dr_t, dc_t) in the 3x3 window and its padded column
+offset dc_t*dw is j_t * sw + q_t. Each (row, tap) gets its own `vector.load` at the kernel's
+base plus a constant; `pconv-lre` then removes the loads that several taps and rows share.
+Tiles past the output edge write to a scratch output of OH' x OW' that is copied back. The
+result is a tensor again (`bufferization.to_tensor`), so the rest of the program and the
 upstream bufferization see a value-semantics function.
 
     %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight, %b ...
   becomes
-    %xm = bufferization.to_buffer %x read_only ...
+    %xm = bufferization.to_buffer %x ...
     scf.for ... { scf.for ... { ... vector.fma ... } }
     %y = bufferization.to_tensor %out restrict writable ...
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
-from xdsl.builder import Builder, ImplicitBuilder
+from xdsl.builder import ImplicitBuilder
 from xdsl.context import Context
 from xdsl.dialects import arith, bufferization, memref, scf, vector
 from xdsl.dialects.builtin import (
@@ -62,22 +81,36 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-from xdsl.rewriter import InsertPoint
 
-from pconv_mlir.builders import dense_constant
-from pconv_mlir.dialects.pconv import FkwConv2dOp, dense_values, tap_offset
+from pconv_mlir.dialects.pconv import FkwConv2dOp, ScheduleAttr
+from pconv_mlir.patterns import tap_offset
 
 f32 = Float32Type()
-index = IndexType()
+index_type = IndexType()
 
 
-def _ceil_to(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
+def _ceil_div(value: int, divisor: int) -> int:
+    return -(-value // divisor)
+
+
+def register_tile(oh: int, ow: int, schedule: ScheduleAttr | Mapping[str, int]) -> tuple[int, int]:
+    """The register tile of an OH x OW output: (`unroll_rows`, `unroll_cols`) of `schedule`,
+    clamped to the output (a 7-wide row takes one 8-lane vector, not two)."""
+    cols = _ceil_div(ow, schedule["vector_width"])
+    return min(schedule["unroll_rows"], oh), min(schedule["unroll_cols"], cols)
+
+
+def tile_count(oh: int, ow: int, schedule: ScheduleAttr | Mapping[str, int]) -> int:
+    """Register tiles per image of an OH x OW output under `schedule` (the tile clamped to it)."""
+    rows, cols = register_tile(oh, ow, schedule)
+    return _ceil_div(oh, rows) * _ceil_div(ow, schedule["vector_width"] * cols)
 
 
 @dataclass(frozen=True)
 class ConvGeometry:
-    """Shapes of one convolution and of its padded, phase-split input buffer."""
+    """The shapes of one convolution, its register tile (see `register_tile`) and its flat,
+    padded, stride-phase-split input buffer: element (n, c, y, q, j) is padded pixel
+    (y, j * sw + q), at n * s_n + c * s_c + y * s_y + q * s_q + j."""
 
     n: int
     c: int
@@ -92,35 +125,62 @@ class ConvGeometry:
     pw: int
     dh: int
     dw: int
-    rows: int  # R
-    vector: int  # V
-    cols: int  # U
-    partials: int = 1  # P: partial sums per output vector (independent multiply-add chains)
-    channel_block: int = 0  # input channels per cache block (0: all channels at once)
-    filters_together: int = 1  # G: stored filters computed in lock-step
+    unroll_rows: int
+    unroll_cols: int
+    vector_width: int
+
+    @staticmethod
+    def of(op: FkwConv2dOp) -> ConvGeometry:
+        n, c, h, w = op.input.type.get_shape()
+        _, f, oh, ow = op.result.type.get_shape()
+        sh, sw = (int(v) for v in op.strides.get_values())
+        ph, pw = (int(v) for v in op.padding.get_values())
+        dh, dw = (int(v) for v in op.dilation.get_values())
+        rows, cols = register_tile(oh, ow, op.schedule)
+        width = op.schedule["vector_width"]
+        return ConvGeometry(n, c, h, w, f, oh, ow, sh, sw, ph, pw, dh, dw, rows, cols, width)
 
     @property
     def oh_tiled(self) -> int:
-        return _ceil_to(self.oh, self.rows)
+        return _ceil_div(self.oh, self.unroll_rows) * self.unroll_rows
+
+    @property
+    def tile_width(self) -> int:
+        """Output columns of one register tile."""
+        return self.vector_width * self.unroll_cols
 
     @property
     def ow_tiled(self) -> int:
-        return _ceil_to(self.ow, self.vector * self.cols)
-
-    @property
-    def padded_rows(self) -> int:
-        needed = (self.oh_tiled - 1) * self.sh + 2 * self.dh + 1
-        return max(needed, self.h + 2 * self.ph)
-
-    @property
-    def phase_cols(self) -> int:
-        needed = self.ow_tiled + (2 * self.dw) // self.sw + 1
-        return max(needed, -(-(self.w + 2 * self.pw) // self.sw))
+        return _ceil_div(self.ow, self.tile_width) * self.tile_width
 
     @property
     def exact(self) -> bool:
         """Whether whole tiles cover the output exactly (no scratch output needed)."""
         return self.oh_tiled == self.oh and self.ow_tiled == self.ow
+
+    @property
+    def padded_rows(self) -> int:
+        """Rows y of the padded input: enough for every tile, the last one included."""
+        needed = (self.oh_tiled - 1) * self.sh + 2 * self.dh + 1
+        return max(needed, self.h + 2 * self.ph)
+
+    @property
+    def s_q(self) -> int:
+        """Columns j of one stride phase (the buffer's stride of q)."""
+        needed = self.ow_tiled + (2 * self.dw) // self.sw + 1
+        return max(needed, _ceil_div(self.w + 2 * self.pw, self.sw))
+
+    @property
+    def s_y(self) -> int:
+        return self.sw * self.s_q
+
+    @property
+    def s_c(self) -> int:
+        return self.padded_rows * self.s_y
+
+    @property
+    def s_n(self) -> int:
+        return self.c * self.s_c
 
     def tap_position(self, tap: int) -> tuple[int, int, int]:
         """(row offset, stride phase, column offset in the phase) of `tap`."""
@@ -129,77 +189,24 @@ class ConvGeometry:
         return dr * self.dh, x % self.sw, x // self.sw
 
 
-def tile_count(oh: int, ow: int, schedule: dict[str, int]) -> int:
-    """Register tiles per image of an OH x OW output under `schedule` (the tile clamped to it)."""
-    width = schedule["vector_width"]
-    rows = min(schedule["unroll_rows"], oh)
-    cols = min(schedule["unroll_cols"], -(-ow // width))
-    return -(-oh // rows) * -(-ow // (width * cols))
+# Small builders: each creates ops at the implicit builder's insertion point.
 
 
-class _Emitter:
-    """Small helpers that build ops at the builder's insertion point."""
-
-    def __init__(self) -> None:
-        self.index_cache: dict[int, SSAValue] = {}
-
-    def const(self, value: int) -> SSAValue:
-        return arith.ConstantOp(IntegerAttr(value, index)).result
-
-    def f32_const(self, value: float) -> SSAValue:
-        return arith.ConstantOp(FloatAttr(value, f32)).result
-
-    def add(self, a: SSAValue, offset: int) -> SSAValue:
-        if offset == 0:
-            return a
-        return arith.AddiOp(a, self.const(offset)).result
-
-    def mul(self, a: SSAValue, factor: int) -> SSAValue:
-        if factor == 1:
-            return a
-        return arith.MuliOp(a, self.const(factor)).result
-
-    def load_index(self, ref: SSAValue, indices: list[SSAValue]) -> SSAValue:
-        """An i32 element of `ref` as an index."""
-        value = memref.LoadOp.get(ref, indices).res
-        return arith.IndexCastOp(value, index).result
+def _const(value: int) -> SSAValue:
+    return arith.ConstantOp(IntegerAttr(value, index_type)).result
 
 
-def _for(lb: SSAValue, ub: SSAValue, step: SSAValue, iter_args: list[SSAValue], body) -> scf.ForOp:
-    """An scf.for whose body `body(iv, *args) -> yielded values` is built in place."""
-    block = Block(arg_types=[index, *(a.type for a in iter_args)])
-    with ImplicitBuilder(block):
-        results = body(block.args[0], *block.args[1:])
-        scf.YieldOp(*(results or []))
-    return scf.ForOp(lb, ub, step, iter_args, block)
+def _add(a: SSAValue, offset: int) -> SSAValue:
+    return a if offset == 0 else arith.AddiOp(a, _const(offset)).result
 
 
-@dataclass
-class _LowerFkwConv(RewritePattern):
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: FkwConv2dOp, rewriter: PatternRewriter) -> None:
-        n, c, h, w = op.input.type.get_shape()
-        _, f, oh, ow = op.result.type.get_shape()
-        schedule = op.schedule.as_dict()
-        sh, sw = (int(v) for v in op.strides.get_values())
-        ph, pw = (int(v) for v in op.padding.get_values())
-        dh, dw = (int(v) for v in op.dilation.get_values())
-        # The tile never exceeds the output: a 7-wide row takes one 8-lane vector, not two.
-        vector_width = schedule["vector_width"]
-        geo = ConvGeometry(
-            n, c, h, w, f, oh, ow, sh, sw, ph, pw, dh, dw,
-            rows=min(schedule["unroll_rows"], oh), vector=vector_width,
-            cols=min(schedule["unroll_cols"], -(-ow // vector_width)),
-            partials=schedule["partial_sums"],
-            filters_together=schedule["unroll_filters"],
-            channel_block=schedule["tile_channels"],
-        )  # fmt: skip
-        patterns = op.patterns.patterns
-        emit = _Emitter()
-        builder = Builder(InsertPoint.before(op))
-        with ImplicitBuilder(builder):
-            result = _emit_conv(emit, op, geo, patterns)
-        rewriter.replace(op, [], [result])
+def _mul(a: SSAValue, factor: int) -> SSAValue:
+    return a if factor == 1 else arith.MuliOp(a, _const(factor)).result
+
+
+def _load_index(ref: SSAValue, indices: list[SSAValue]) -> SSAValue:
+    """An i32 element of `ref` as an index."""
+    return arith.IndexCastOp(memref.LoadOp.get(ref, indices).res, index_type).result
 
 
 def _to_buffer(value: SSAValue) -> SSAValue:
@@ -209,276 +216,285 @@ def _to_buffer(value: SSAValue) -> SSAValue:
     return op.memref
 
 
-def _emit_conv(
-    emit: _Emitter, op: FkwConv2dOp, geo: ConvGeometry, patterns: list[tuple[int, ...]]
-) -> SSAValue:
-    x = _to_buffer(op.input)
-    reorder, idx, stride, weight = (
-        _to_buffer(v) for v in (op.reorder, op.index, op.stride, op.weight)
-    )
-    bias = _to_buffer(op.bias) if op.bias is not None else None
-    zero_i, one = emit.const(0), emit.const(1)
-    zero_f = emit.f32_const(0.0)
-    vtype = VectorType(f32, [geo.vector])
-
-    # The padded, phase-split input, flat: element (n, c, y, q, j) is padded pixel
-    # (y, j * sw + q) at n * s_n + c * s_c + y * s_y + q * s_q + j. Flat, so that every load of
-    # a kernel is one base address plus a constant.
-    s_q = geo.phase_cols
-    s_y = geo.sw * s_q
-    s_c = geo.padded_rows * s_y
-    s_n = geo.c * s_c
-    xp = memref.AllocOp.get(f32, shape=[geo.n * s_n]).memref
-    linalg.FillOp((zero_f,), (xp,), ())
-
-    def copy_image(nv: SSAValue) -> None:
-        n_base = emit.mul(nv, s_n)
-
-        def per_channel(cv: SSAValue) -> None:
-            c_base = arith.AddiOp(n_base, emit.mul(cv, s_c)).result
-
-            def per_row(iy: SSAValue) -> None:
-                row_base = arith.AddiOp(c_base, emit.mul(emit.add(iy, geo.ph), s_y)).result
-
-                def per_col(ix: SSAValue) -> None:
-                    value = memref.LoadOp.get(x, [nv, cv, iy, ix]).res
-                    col = emit.add(ix, geo.pw)
-                    if geo.sw == 1:
-                        offset = col
-                    else:
-                        sw = emit.const(geo.sw)
-                        q = arith.RemUIOp(col, sw).result
-                        j = arith.DivUIOp(col, sw).result
-                        offset = arith.AddiOp(emit.mul(q, s_q), j).result
-                    memref.StoreOp.get(value, xp, [arith.AddiOp(row_base, offset).result])
-
-                _for(zero_i, emit.const(geo.w), one, [], lambda iv: per_col(iv))
-
-            _for(zero_i, emit.const(geo.h), one, [], lambda iv: per_row(iv))
-
-        _for(zero_i, emit.const(geo.c), one, [], lambda iv: per_channel(iv))
-
-    _for(zero_i, emit.const(geo.n), one, [], lambda iv: copy_image(iv))
-    strides = (s_c, s_y, s_q)
-
-    out_type = MemRefType(f32, [geo.n, geo.f, geo.oh, geo.ow])
-    out = memref.AllocOp.get(f32, shape=out_type.get_shape()).memref
-    if geo.exact:
-        target = out
-    else:
-        target = memref.AllocOp.get(f32, shape=[geo.n, geo.f, geo.oh_tiled, geo.ow_tiled]).memref
-
-    taps = [[geo.tap_position(t) for t in pattern] for pattern in patterns]
-    relu = op.relu is not None
-    k_count = len(patterns)
-    table = block_runs(op, geo.channel_block, geo.c)
-    blocks = 1 if table is None else table.shape[1]
-    runs = None if table is None else _to_buffer(dense_constant(table).result)
-
-    def per_image(nv: SSAValue) -> None:
-        def per_row_tile(oh0: SSAValue) -> None:
-            y_base = emit.mul(oh0, geo.sh)
-
-            def per_col_tile(ow0: SSAValue) -> None:
-                tile_base = arith.AddiOp(
-                    arith.AddiOp(emit.mul(nv, s_n), emit.mul(y_base, s_y)).result, ow0
-                ).result
-
-                def filter_group(
-                    first: SSAValue, size: int, block: SSAValue | None, first_block: bool
-                ) -> None:
-                    """Stored filters first .. first + size - 1 in lock-step: per pattern, one
-                    loop over the kernels all of them have, then each one's remainder. With
-                    channel blocks, only the kernels of `block`; the accumulators start from
-                    the bias in the first block and from the partial sums stored after it."""
-                    group = [first] + [emit.add(first, g) for g in range(1, size)]
-                    per = geo.rows * geo.cols * geo.partials
-                    fvs, accs = [], []
-                    for i in group:
-                        fv = emit.load_index(reorder, [i])
-                        fvs.append(fv)
-                        zero_v = vector.BroadcastOp(zero_f, vtype).vector
-                        if first_block and bias is not None:
-                            start = memref.LoadOp.get(bias, [fv]).res
-                            start = vector.BroadcastOp(start, vtype).vector
-                        elif first_block:
-                            start = zero_v
-                        for r in range(geo.rows):
-                            for u in range(geo.cols):
-                                if not first_block:
-                                    row, col = emit.add(oh0, r), emit.add(ow0, u * geo.vector)
-                                    start = vector.LoadOp(target, [nv, fv, row, col], vtype)
-                                    start = start.result
-                                accs += [start] + [zero_v] * (geo.partials - 1)
-                    for p in range(k_count):
-                        if block is None:
-                            los = [emit.load_index(stride, [i, emit.const(p)]) for i in group]
-                            his = [emit.load_index(stride, [i, emit.const(p + 1)]) for i in group]
-                        else:
-                            at = [block, emit.const(p)]
-                            los = [emit.load_index(runs, [i, *at, zero_i]) for i in group]
-                            his = [emit.load_index(runs, [i, *at, one]) for i in group]
-                        if size > 1:
-                            common = arith.SubiOp(his[0], los[0]).result
-                            for lo, hi in zip(los[1:], his[1:], strict=True):
-                                length = arith.SubiOp(hi, lo).result
-                                common = arith.MinSIOp(common, length).result
-
-                            def joint(k: SSAValue, *acc: SSAValue, p: int = p, los=los) -> list:
-                                out: list[SSAValue] = []
-                                for g, lo in enumerate(los):
-                                    out += _kernel_body(
-                                        emit, arith.AddiOp(lo, k).result,
-                                        list(acc[g * per : (g + 1) * per]), tile_base, taps[p],
-                                        geo, xp, strides, idx, weight, vtype,
-                                    )  # fmt: skip
-                                return out
-
-                            accs = list(_for(zero_i, common, one, accs, joint).results)
-                            los = [arith.AddiOp(lo, common).result for lo in los]
-                        for g, (lo, hi) in enumerate(zip(los, his, strict=True)):
-                            mine = accs[g * per : (g + 1) * per]
-                            run = _for(
-                                lo, hi, one, mine,
-                                lambda k, *acc, p=p: _kernel_body(
-                                    emit, k, list(acc), tile_base, taps[p], geo, xp, strides,
-                                    idx, weight, vtype,
-                                ),
-                            )  # fmt: skip
-                            accs[g * per : (g + 1) * per] = list(run.results)
-                    for g, fv in enumerate(fvs):
-                        for r in range(geo.rows):
-                            row = emit.add(oh0, r)
-                            for u in range(geo.cols):
-                                slot = g * per + (r * geo.cols + u) * geo.partials
-                                value = accs[slot]
-                                for q in range(1, geo.partials):
-                                    value = arith.AddfOp(value, accs[slot + q]).result
-                                if relu and blocks == 1:
-                                    value = arith.MaximumfOp(
-                                        value, vector.BroadcastOp(zero_f, vtype).vector
-                                    ).result
-                                col = emit.add(ow0, u * geo.vector)
-                                vector.StoreOp(value, target, [nv, fv, row, col])
-
-                def all_filters(block: SSAValue | None, first_block: bool) -> None:
-                    size = min(geo.filters_together, geo.f)
-                    whole = geo.f - geo.f % size
-                    _for(
-                        zero_i, emit.const(whole), emit.const(size), [],
-                        lambda iv: filter_group(iv, size, block, first_block),
-                    )  # fmt: skip
-                    if whole < geo.f:
-                        _for(
-                            emit.const(whole), emit.const(geo.f), one, [],
-                            lambda iv: filter_group(iv, 1, block, first_block),
-                        )  # fmt: skip
-
-                if blocks == 1:
-                    all_filters(None, True)
-                    return
-                all_filters(zero_i, True)
-                _for(
-                    one, emit.const(blocks), one, [], lambda b: all_filters(b, False)
-                )  # fmt: skip
-                if relu:
-
-                    def rectify(fv: SSAValue) -> None:
-                        zero_v = vector.BroadcastOp(zero_f, vtype).vector
-                        for r in range(geo.rows):
-                            for u in range(geo.cols):
-                                at = [nv, fv, emit.add(oh0, r), emit.add(ow0, u * geo.vector)]
-                                value = vector.LoadOp(target, at, vtype).result
-                                value = arith.MaximumfOp(value, zero_v).result
-                                vector.StoreOp(value, target, at)
-
-                    _for(zero_i, emit.const(geo.f), one, [], rectify)
-
-            _for(
-                zero_i, emit.const(geo.ow_tiled), emit.const(geo.vector * geo.cols), [],
-                lambda iv: per_col_tile(iv),
-            )  # fmt: skip
-
-        _for(zero_i, emit.const(geo.oh_tiled), emit.const(geo.rows), [], per_row_tile)
-
-    _for(zero_i, emit.const(geo.n), one, [], per_image)
-
-    if not geo.exact:
-        subview = memref.SubviewOp.from_static_parameters(
-            target, MemRefType(f32, [geo.n, geo.f, geo.oh_tiled, geo.ow_tiled]),
-            [0, 0, 0, 0], [geo.n, geo.f, geo.oh, geo.ow], [1, 1, 1, 1],
-        )  # fmt: skip
-        memref.CopyOp(subview.result, out)
-    return bufferization.ToTensorOp(out, restrict=True, writable=True).tensor
+@contextmanager
+def _loop(lb: SSAValue, ub: SSAValue, step: SSAValue) -> Iterator[SSAValue]:
+    """An scf.for without results: the ops built inside the `with` form its body, and the
+    induction variable is the `as` target."""
+    body = Block(arg_types=[index_type])
+    with ImplicitBuilder(body):
+        yield body.args[0]
+        scf.YieldOp()
+    scf.ForOp(lb, ub, step, [], body)
 
 
-def block_runs(op: FkwConv2dOp, block: int, channels: int) -> np.ndarray | None:
-    """runs[i, b, p] = (first, end) kernel of stored filter i's pattern-p run that reads
-    channels of block b (`block` channels each), or None when blocking does not apply: one
-    block covers every channel, the FKW arrays are not constants, or a run's channels are not
-    in rising order (as pconv-fkw-pack stores them)."""
-    if block <= 0 or block >= channels:
-        return None
-    arrays = [dense_values(v) for v in (op.index, op.stride)]
-    if any(a is None for a in arrays):
-        return None
-    index, stride = arrays
-    filters, k_plus_1 = stride.shape
-    count = -(-channels // block)
-    table = np.zeros((filters, count, k_plus_1 - 1, 2), dtype=np.int32)
-    for i in range(filters):
-        for p in range(k_plus_1 - 1):
-            lo, hi = int(stride[i, p]), int(stride[i, p + 1])
-            run = index[lo:hi] // block
-            if np.any(np.diff(index[lo:hi]) < 0):
-                return None
-            starts = lo + np.searchsorted(run, np.arange(count), side="left")
-            ends = lo + np.searchsorted(run, np.arange(count), side="right")
-            table[i, :, p, 0], table[i, :, p, 1] = starts, ends
-    return table
+@dataclass(frozen=True)
+class _Tile:
+    """One register tile: image `n`, first output row `oh0` and column `ow0`, and `base`, the
+    flat position in the padded input of its first tap in channel 0."""
+
+    n: SSAValue
+    oh0: SSAValue
+    ow0: SSAValue
+    base: SSAValue
 
 
-def _kernel_body(
-    emit: _Emitter,
-    k: SSAValue,
-    accs: list[SSAValue],
-    tile_base: SSAValue,
-    taps: list[tuple[int, int, int]],
-    geo: ConvGeometry,
-    xp: SSAValue,
-    strides: tuple[int, int, int],
-    idx: SSAValue,
-    weight: SSAValue,
-    vtype: VectorType,
-) -> list[SSAValue]:
-    """One kernel of a run: `taps` x rows x column vectors multiply-adds, loads not shared.
+class FkwConvEmitter:
+    """Builds the loops of one `pconv.fkw_conv2d` (see the module docstring for the outline).
 
-    Every load is `base + constant`, with `base` the kernel's channel in this tile."""
-    s_c, s_y, s_q = strides
-    channel = emit.load_index(idx, [k])
-    base = arith.AddiOp(emit.mul(channel, s_c), tile_base).result
-    weights = [
-        vector.BroadcastOp(memref.LoadOp.get(weight, [k, emit.const(t)]).res, vtype).vector
-        for t in range(len(taps))
-    ]
-    out = list(accs)
-    for r in range(geo.rows):
-        for u in range(geo.cols):
-            slot = (r * geo.cols + u) * geo.partials
-            for t, (row_offset, phase, col_offset) in enumerate(taps):
-                offset = (r * geo.sh + row_offset) * s_y + phase * s_q + u * geo.vector + col_offset
-                loaded = vector.LoadOp(xp, [emit.add(base, offset)], vtype).result
-                part = slot + t % geo.partials
-                out[part] = vector.FMAOp(loaded, weights[t], out[part]).res
-    return out
+    `emit()` builds at the insertion point of the enclosing `ImplicitBuilder`; the other
+    methods are its steps, in the order they appear in the generated code.
+    """
+
+    # The op's operands as memrefs, the padded input, the tiles' output and common constants;
+    # set by emit().
+    reorder: SSAValue
+    index: SSAValue
+    stride: SSAValue
+    weight: SSAValue
+    bias: SSAValue | None
+    xp: SSAValue
+    target: SSAValue
+    zero: SSAValue
+    one: SSAValue
+    zero_f: SSAValue
+
+    def __init__(self, op: FkwConv2dOp) -> None:
+        self.op = op
+        self.schedule = op.schedule
+        self.geo = ConvGeometry.of(op)
+        self.taps = [[self.geo.tap_position(t) for t in p] for p in op.patterns.patterns]
+        self.blocks = op.channel_blocks()
+        self.relu = op.relu is not None
+        self.vtype = VectorType(f32, [self.geo.vector_width])
+        self.partial_sums = self.schedule["partial_sums"]
+        # Accumulators of one filter in a tile: rows x vectors x partial sums.
+        self.per_filter = self.geo.unroll_rows * self.geo.unroll_cols * self.partial_sums
+
+    def emit(self) -> SSAValue:
+        """The whole convolution; returns its result tensor."""
+        op, geo = self.op, self.geo
+        x = _to_buffer(op.input)
+        self.reorder, self.index, self.stride, self.weight = (
+            _to_buffer(v) for v in (op.reorder, op.index, op.stride, op.weight)
+        )
+        self.bias = _to_buffer(op.bias) if op.bias is not None else None
+        self.zero, self.one = _const(0), _const(1)
+        self.zero_f = arith.ConstantOp(FloatAttr(0.0, f32)).result
+        self.xp = self.pad_input(x)
+        shape = [geo.n, geo.f, geo.oh, geo.ow]
+        tiled = [geo.n, geo.f, geo.oh_tiled, geo.ow_tiled]
+        out = memref.AllocOp.get(f32, shape=shape).memref
+        self.target = out if geo.exact else memref.AllocOp.get(f32, shape=tiled).memref
+        self.tile_loops()
+        if not geo.exact:
+            view = memref.SubviewOp.from_static_parameters(
+                self.target, MemRefType(f32, tiled), [0] * 4, shape, [1] * 4
+            )
+            memref.CopyOp(view.result, out)
+        return bufferization.ToTensorOp(out, restrict=True, writable=True).tensor
+
+    def pad_input(self, x: SSAValue) -> SSAValue:
+        """The flat zero-padded, stride-phase-split copy of `x` (see `ConvGeometry`), so that
+        every load of a kernel is one base address plus a constant."""
+        geo = self.geo
+        xp = memref.AllocOp.get(f32, shape=[geo.n * geo.s_n]).memref
+        linalg.FillOp((self.zero_f,), (xp,), ())
+        with _loop(self.zero, _const(geo.n), self.one) as n:
+            n_base = _mul(n, geo.s_n)
+            with _loop(self.zero, _const(geo.c), self.one) as c:
+                c_base = arith.AddiOp(n_base, _mul(c, geo.s_c)).result
+                with _loop(self.zero, _const(geo.h), self.one) as iy:
+                    row_base = arith.AddiOp(c_base, _mul(_add(iy, geo.ph), geo.s_y)).result
+                    with _loop(self.zero, _const(geo.w), self.one) as ix:
+                        value = memref.LoadOp.get(x, [n, c, iy, ix]).res
+                        col = _add(ix, geo.pw)
+                        if geo.sw > 1:
+                            sw = _const(geo.sw)
+                            phase, j = arith.RemUIOp(col, sw), arith.DivUIOp(col, sw)
+                            col = arith.AddiOp(_mul(phase.result, geo.s_q), j).result
+                        memref.StoreOp.get(value, xp, [arith.AddiOp(row_base, col).result])
+        return xp
+
+    def tile_loops(self) -> None:
+        """Image, row tile, column tile; in each tile every channel block of every filter."""
+        geo = self.geo
+        with _loop(self.zero, _const(geo.n), self.one) as n:
+            with _loop(self.zero, _const(geo.oh_tiled), _const(geo.unroll_rows)) as oh0:
+                y_base = _mul(oh0, geo.sh)
+                with _loop(self.zero, _const(geo.ow_tiled), _const(geo.tile_width)) as ow0:
+                    start = arith.AddiOp(_mul(n, geo.s_n), _mul(y_base, geo.s_y)).result
+                    self.channel_blocks(_Tile(n, oh0, ow0, arith.AddiOp(start, ow0).result))
+
+    def channel_blocks(self, tile: _Tile) -> None:
+        """Every filter over channel block 0, then (when there are several blocks) a loop over
+        the others, each continuing from the partial sums stored by the one before; then the
+        ReLU."""
+        self.all_filters(tile, None)
+        if self.blocks == 1:
+            return
+        with _loop(self.one, _const(self.blocks), self.one) as b:
+            self.all_filters(tile, _mul(b, len(self.taps)))
+        if self.relu:
+            self.rectify(tile)
+
+    def all_filters(self, tile: _Tile, first_run: SSAValue | None) -> None:
+        """The stored filters in groups of `unroll_filters`, then the ones left over, one by one,
+        over the channel block whose first run in `stride` is `first_run` (b * K; None for
+        block 0)."""
+        f = self.geo.f
+        size = min(self.schedule["unroll_filters"], f)
+        whole = f - f % size
+        with _loop(self.zero, _const(whole), _const(size)) as i:
+            self.filter_group(tile, i, size, first_run)
+        if whole < f:
+            with _loop(_const(whole), _const(f), self.one) as i:
+                self.filter_group(tile, i, 1, first_run)
+
+    def filter_group(
+        self, tile: _Tile, first: SSAValue, size: int, first_run: SSAValue | None
+    ) -> None:
+        """Stored filters `first` .. `first + size - 1` in lock-step over one channel block:
+        per pattern, one loop over the kernels all of them have, then each one's remainder."""
+        group = [first] + [_add(first, g) for g in range(1, size)]
+        channels, accs = self.accumulators(tile, group, first_run is None)
+        per = self.per_filter
+        for p in range(len(self.taps)):
+            los = [self.run_bound(i, first_run, p) for i in group]
+            his = [self.run_bound(i, first_run, p + 1) for i in group]
+            if size > 1:
+                common = arith.SubiOp(his[0], los[0]).result
+                for lo, hi in zip(los[1:], his[1:], strict=True):
+                    common = arith.MinSIOp(common, arith.SubiOp(hi, lo)).result
+                accs = self.kernel_run(tile, p, (self.zero, common), los, accs)
+                los = [arith.AddiOp(lo, common).result for lo in los]
+            for g, (lo, hi) in enumerate(zip(los, his, strict=True)):
+                mine = slice(g * per, (g + 1) * per)
+                accs[mine] = self.kernel_run(tile, p, (lo, hi), None, accs[mine])
+        self.store(tile, channels, accs)
+
+    def accumulators(
+        self, tile: _Tile, group: list[SSAValue], first_block: bool
+    ) -> tuple[list[SSAValue], list[SSAValue]]:
+        """The output channels of the stored filters `group` and their starting accumulators:
+        the bias (or 0) in the first channel block, else the partial sums stored by the block
+        before. Per filter, row, vector: `partial_sums` accumulators, the first holding that."""
+        channels: list[SSAValue] = []
+        accs: list[SSAValue] = []
+        for i in group:
+            channel = _load_index(self.reorder, [i])
+            channels.append(channel)
+            zero_v = vector.BroadcastOp(self.zero_f, self.vtype).vector
+            rest = [zero_v] * (self.partial_sums - 1)
+            if first_block:
+                start = zero_v
+                if self.bias is not None:
+                    start = memref.LoadOp.get(self.bias, [channel]).res
+                    start = vector.BroadcastOp(start, self.vtype).vector
+                accs += [start, *rest] * (self.geo.unroll_rows * self.geo.unroll_cols)
+            else:
+                for at in self.tile_positions(tile, channel):
+                    accs += [vector.LoadOp(self.target, at, self.vtype).result, *rest]
+        return channels, accs
+
+    def run_bound(self, i: SSAValue, first_run: SSAValue | None, run: int) -> SSAValue:
+        """`stride[i, first_run + run]`: where stored filter `i`'s run `run` of this block
+        starts (and run `run - 1` ends)."""
+        at = _const(run) if first_run is None else _add(first_run, run)
+        return _load_index(self.stride, [i, at])
+
+    def kernel_run(
+        self,
+        tile: _Tile,
+        pattern: int,
+        bounds: tuple[SSAValue, SSAValue],
+        firsts: list[SSAValue] | None,
+        accs: list[SSAValue],
+    ) -> list[SSAValue]:
+        """One scf.for over a run of kernels of `pattern`, carrying `accs`; its results.
+
+        With `firsts`, the filters of a group in lock-step: the loop counts k over `bounds` and
+        filter g's kernel is `firsts[g] + k`. Without, one filter: k is the kernel itself."""
+        body = Block(arg_types=[index_type, *(a.type for a in accs)])
+        k, carried = body.args[0], list(body.args[1:])
+        per = self.per_filter
+        with ImplicitBuilder(body):
+            results: list[SSAValue] = []
+            for g in range(len(accs) // per):
+                kernel = k if firsts is None else arith.AddiOp(firsts[g], k).result
+                results += self.kernel_body(tile, pattern, kernel, carried[g * per : (g + 1) * per])
+            scf.YieldOp(*results)
+        return list(scf.ForOp(*bounds, self.one, accs, body).results)
+
+    def kernel_body(
+        self, tile: _Tile, pattern: int, kernel: SSAValue, accs: list[SSAValue]
+    ) -> list[SSAValue]:
+        """One kernel: taps x rows x vectors multiply-adds, each with its own load at the
+        kernel's base (its channel in this tile) plus a constant; the new accumulators."""
+        geo = self.geo
+        channel = _load_index(self.index, [kernel])
+        base = arith.AddiOp(_mul(channel, geo.s_c), tile.base).result
+        taps = self.taps[pattern]
+        weights = [
+            vector.BroadcastOp(memref.LoadOp.get(self.weight, [kernel, _const(t)]).res, self.vtype)
+            for t in range(len(taps))
+        ]
+        out = list(accs)
+        for r in range(geo.unroll_rows):
+            for u in range(geo.unroll_cols):
+                slot = (r * geo.unroll_cols + u) * self.partial_sums
+                for t, (row_offset, phase, col_offset) in enumerate(taps):
+                    offset = (r * geo.sh + row_offset) * geo.s_y + phase * geo.s_q
+                    offset += u * geo.vector_width + col_offset
+                    loaded = vector.LoadOp(self.xp, [_add(base, offset)], self.vtype).result
+                    part = slot + t % self.partial_sums
+                    out[part] = vector.FMAOp(loaded, weights[t].vector, out[part]).res
+        return out
+
+    def store(self, tile: _Tile, channels: list[SSAValue], accs: list[SSAValue]) -> None:
+        """Sum each output vector's partial sums, apply the ReLU when this is the only channel
+        block, and store the vectors to the output channels `channels`."""
+        for g, channel in enumerate(channels):
+            slot = g * self.per_filter
+            for at in self.tile_positions(tile, channel):
+                value = accs[slot]
+                for s in range(1, self.partial_sums):
+                    value = arith.AddfOp(value, accs[slot + s]).result
+                if self.relu and self.blocks == 1:
+                    zero_v = vector.BroadcastOp(self.zero_f, self.vtype).vector
+                    value = arith.MaximumfOp(value, zero_v).result
+                vector.StoreOp(value, self.target, at)
+                slot += self.partial_sums
+
+    def rectify(self, tile: _Tile) -> None:
+        """The ReLU over the tile of every output channel, after the last channel block."""
+        with _loop(self.zero, _const(self.geo.f), self.one) as channel:
+            zero_v = vector.BroadcastOp(self.zero_f, self.vtype).vector
+            for at in self.tile_positions(tile, channel):
+                value = vector.LoadOp(self.target, at, self.vtype).result
+                vector.StoreOp(arith.MaximumfOp(value, zero_v).result, self.target, at)
+
+    def tile_positions(self, tile: _Tile, channel: SSAValue) -> Iterator[list[SSAValue]]:
+        """The output indices of the tile's vectors in `channel`, row by row."""
+        geo = self.geo
+        for r in range(geo.unroll_rows):
+            row = _add(tile.oh0, r)
+            for u in range(geo.unroll_cols):
+                yield [tile.n, channel, row, _add(tile.ow0, u * geo.vector_width)]
+
+
+@dataclass
+class _LowerFkwConv(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: FkwConv2dOp, rewriter: PatternRewriter) -> None:
+        with ImplicitBuilder(rewriter):
+            result = FkwConvEmitter(op).emit()
+        rewriter.replace(op, [], [result])
 
 
 @dataclass(frozen=True)
 class ConvertPconvToLoopsPass(ModulePass):
-    """Lowers pconv.fkw_conv2d to vectorised scf loops with one body per pattern.
-
-    See the module docstring for the loop nest; the `#pconv.schedule` on each op picks the tile.
-    """
+    """Lowers every `pconv.fkw_conv2d` to vectorised scf loops with one body per pattern, tiled
+    as its `#pconv.schedule` says (see the module docstring for the loop nest)."""
 
     name = "convert-pconv-to-loops"
 

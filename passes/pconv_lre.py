@@ -1,20 +1,29 @@
 """pconv-lre: register-level load redundancy elimination (PatDNN, section 5.3).
 
-In the unrolled bodies that convert-pconv-to-loops emits, every (output row, tap) pair loads its
-own shifted input vector, yet row r with tap row-offset 1 reads the same input row as row r + 1
-with row-offset 0: the same vector. Within each block, this pass finds `vector.load`s of the same
-memref at the same indices, with no write to memory between them, and keeps only the first.
-Indices count as equal when they are the same value plus the same constant (`%y + 1` built
-twice is one index). The index arithmetic that only the removed loads used goes too.
+In the unrolled kernel bodies that convert-pconv-to-loops emits, every (output row, vector, tap)
+loads its own shifted input vector from the flat padded input `%xp`, at the kernel's base plus
+a constant: `vector.load %xp[%base + ((r * sh + dr) * s_y + q * s_q + u * V + j)]`. Yet output
+row r with tap row-offset dr reads the same input row as row r + 1 with row-offset dr - sh (with
+stride 1: row 0 with tap row 1 and row 1 with tap row 0): the same vector. Within each block,
+this pass finds `vector.load`s of the same memref at the same indices, with no write to memory
+between them, and keeps only the first. Indices count as equal when they are the same value plus
+the same constant (`%base + 12` built twice is one index). The index arithmetic that only the
+removed loads used goes too.
 
 Option `report`: print to stderr, for every function, the vector loads per output vector per
 kernel before and after, averaged over its kernel loops (`scf.for`s whose body does
 `vector.fma`s).
 
-    %a = vector.load %xp[%n, %c, %y1, %q, %j]      // row 0, tap row 1
-    %b = vector.load %xp[%n, %c, %y1b, %q, %j]     // row 1, tap row 0; %y1b = %y0 + 1 = %y1
+    %c12 = arith.constant 12 : index        // row 0, tap (1, 1): 1 * s_y + 1, with s_y = 11
+    %i = arith.addi %base, %c12 : index
+    %a = vector.load %xp[%i] : memref<132xf32>, vector<4xf32>
+    %c12b = arith.constant 12 : index       // row 1, tap (0, 1): (1 + 0) * s_y + 1, the same
+    %k = arith.addi %base, %c12b : index
+    %b = vector.load %xp[%k] : memref<132xf32>, vector<4xf32>
   becomes
-    %a = vector.load %xp[%n, %c, %y1, %q, %j]      // and %b's uses read %a
+    %c12 = arith.constant 12 : index
+    %i = arith.addi %base, %c12 : index
+    %a = vector.load %xp[%i] : memref<132xf32>, vector<4xf32>   // %b's uses read %a
 """
 
 from __future__ import annotations

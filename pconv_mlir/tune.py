@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 from xdsl.builder import ImplicitBuilder
 from xdsl.context import Context
@@ -55,13 +55,9 @@ STEPS: dict[str, tuple[dict[str, int], ...]] = {
 
 def tile_candidates(schedule: ScheduleAttr, max_acc: int) -> list[dict[str, int]]:
     """The tiles of `TILES` whose accumulators (rows x vectors x partial sums x lock-step
-    filters) fit in `max_acc`; the current tile is always among them."""
+    filters) fit in `max_acc`."""
     per = schedule["partial_sums"] * schedule["unroll_filters"]
-    tiles = [(r, u) for r, u in TILES if r * u * per <= max_acc]
-    current = (schedule["unroll_rows"], schedule["unroll_cols"])
-    if current not in tiles:
-        tiles.insert(0, current)
-    return [{"unroll_rows": r, "unroll_cols": u} for r, u in tiles]
+    return [{"unroll_rows": r, "unroll_cols": u} for r, u in TILES if r * u * per <= max_acc]
 
 
 def standalone(op: FkwConv2dOp, schedule: ScheduleAttr) -> ModuleOp:
@@ -117,15 +113,22 @@ def kernel_loop_trips(op: FkwConv2dOp, schedule: ScheduleAttr | None = None) -> 
     return n * tile_count(oh, ow, schedule) * max(1, kernels)
 
 
-def _candidates(
-    backend: Backend, schedule: ScheduleAttr, max_acc: int
-) -> Iterator[tuple[str, list[dict[str, int]]]]:
-    """The coordinate-search steps: (name, changes to try) in order."""
-    for step in backend.tunable:
-        if step == "tile":
-            yield step, tile_candidates(schedule, max_acc)
-        elif step in STEPS:
-            yield step, [dict(c) for c in STEPS[step]]
+def accumulators(schedule: ScheduleAttr) -> int:
+    """Vector accumulators a schedule keeps live: rows x vectors x partial sums x filters."""
+    return (
+        schedule["unroll_rows"]
+        * schedule["unroll_cols"]
+        * schedule["partial_sums"]
+        * schedule["unroll_filters"]
+    )
+
+
+def _steps(backend: Backend, steps: Sequence[str] | None) -> list[str]:
+    chosen = list(backend.tunable if steps is None else steps)
+    unknown = [s for s in chosen if s != "tile" and s not in STEPS]
+    if unknown:
+        raise OptionError(f"unknown tuning step '{unknown[0]}' (steps: tile, {', '.join(STEPS)})")
+    return chosen
 
 
 def tune_layer(
@@ -135,12 +138,16 @@ def tune_layer(
     *,
     max_acc: int = 8,
     repeats: int = 3,
+    steps: Sequence[str] | None = None,
     report: Callable[[str], None] | None = None,
 ) -> tuple[ScheduleAttr, float, dict[str, float]]:
-    """The best schedule found for `op`, its cost, and every candidate's cost (by schedule)."""
+    """The best schedule found for `op`, its cost, and every candidate's cost (by schedule).
+
+    The op's own schedule is the first candidate; the others must keep at most `max_acc`
+    accumulators. `steps` (default: the backend's `tunable`) are tried in order.
+    """
     lowering = Pipeline(backend.lowering())
     costs: dict[str, float] = {}
-    best, best_cost = op.schedule, float("inf")
 
     def cost_of(schedule: ScheduleAttr) -> float:
         key = ", ".join(f"{k}={v}" for k, v in schedule.as_dict().items())
@@ -151,13 +158,14 @@ def tune_layer(
             )
         return costs[key]
 
-    for step, changes in _candidates(backend, best, max_acc):
+    best = op.schedule
+    best_cost = cost_of(best)
+    for step in _steps(backend, steps):
+        changes = tile_candidates(best, max_acc) if step == "tile" else list(STEPS[step])
         tried = []
         for change in changes:
             schedule = best.replace(**change)
-            if schedule["partial_sums"] * schedule["unroll_filters"] * schedule[
-                "unroll_rows"
-            ] * schedule["unroll_cols"] > max(max_acc, best["unroll_rows"] * best["unroll_cols"]):
+            if schedule != op.schedule and accumulators(schedule) > max_acc:
                 continue
             cost = cost_of(schedule)
             tried.append((change, cost))
@@ -183,6 +191,7 @@ def tune(
     *,
     max_acc: int = 8,
     repeats: int = 3,
+    steps: Sequence[str] | None = None,
     database: TuningDatabase | None = None,
     report: Callable[[str], None] | None = None,
 ) -> TuningDatabase:
@@ -193,6 +202,7 @@ def tune(
     """
     if max_acc < 1 or repeats < 1:
         raise OptionError("max_acc and repeats must be at least 1")
+    _steps(backend, steps)
     database = database or TuningDatabase(backend.name, backend.describe())
     with using_storage(ctx):
         ops = [op for op in module.walk() if isinstance(op, FkwConv2dOp)]
@@ -208,13 +218,13 @@ def tune(
                     report(f"{op_location(op)}: {backend.name} {backend.cost_unit}: {line}")
 
             best, cost, costs = tune_layer(
-                op, ctx, backend, max_acc=max_acc, repeats=repeats, report=say
+                op, ctx, backend, max_acc=max_acc, repeats=repeats, steps=steps, report=say
             )
-            changed = {k: v for k, v in best.as_dict().items() if op.schedule[k] != v or k in _TILE}
-            say(f"chose {changed}")
+            tuned = {k: best[k] for k in _fields(_steps(backend, steps))}
+            say(f"chose {tuned}")
             database.record(
                 key,
-                changed,
+                tuned,
                 cost,
                 backend.cost_unit,
                 location=op_location(op),
@@ -223,7 +233,11 @@ def tune(
     return database
 
 
-_TILE = ("unroll_rows", "unroll_cols")
+def _fields(steps: Sequence[str]) -> list[str]:
+    """The schedule parameters that `steps` choose."""
+    return [
+        f for step in steps for f in (("unroll_rows", "unroll_cols") if step == "tile" else (step,))
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,6 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpu", default=None, help="clang -march/-mcpu instead of the default")
     parser.add_argument("--max-acc", type=int, default=8, help="accumulators at most (default 8)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per candidate")
+    parser.add_argument(
+        "--steps",
+        default=None,
+        help="comma-separated steps to try, in order (tile, partial_sums, unroll_filters, "
+        "tile_channels; default: what the backend's cost can rank)",
+    )
     parser.add_argument("--report", action="store_true", help="print every candidate's cost")
     args = parser.parse_args(argv)
     try:
@@ -254,8 +274,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = parse_module(text, ctx, name=args.input)
         module.verify()
         say = (lambda line: print(line, file=sys.stderr)) if args.report else None
+        steps = None if args.steps is None else [s for s in args.steps.split(",") if s]
         database = tune(
-            module, ctx, backend, max_acc=args.max_acc, repeats=args.repeats, report=say
+            module,
+            ctx,
+            backend,
+            max_acc=args.max_acc,
+            repeats=args.repeats,
+            steps=steps,
+            report=say,
         )
         database.save(args.output)
     except PconvError as e:

@@ -31,6 +31,7 @@ def tool(name: str) -> str:
 
 
 config.substitutions.append(("pconv-opt", tool("pconv-opt")))
+config.substitutions.append(("pconv-tune", tool("pconv-tune")))
 config.substitutions.append(("filecheck", tool("filecheck")))
 config.substitutions.append(("%python", sys.executable))
 

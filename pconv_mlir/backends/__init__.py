@@ -16,6 +16,7 @@ entry in `BACKENDS`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -51,5 +52,9 @@ def get_all_targets() -> dict[str, Callable[[], type[Target]]]:
     """The `-t` output formats of every backend, by name, each imported when asked for."""
     targets: dict[str, Callable[[], type[Target]]] = {}
     for name, (_, _, target) in BACKENDS.items():
-        targets.setdefault(target, lambda name=name: backend_class(name).target)
+        targets.setdefault(target, partial(_target_of, name))
     return targets
+
+
+def _target_of(backend: str) -> type[Target]:
+    return backend_class(backend).target

@@ -93,25 +93,30 @@ func.func @lockstep(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
   func.return %y : tensor<1x2x4x4xf32>
 }
 
-// Channel blocks of 1 (tile_channels = 1): a per-block run table is added as a constant
-// ([filters, blocks, patterns, (first, end)]); the first block starts from the bias, the others
-// from the partial sums stored after it, and the ReLU comes after the last block.
+// Channel blocks of 1 (tile_channels = 1): `stride` has 2 blocks x 2 patterns + 1 columns, and
+// stored filter 0 has no kernel in block 0. Block 0 reads its runs at constant columns and starts
+// from the bias; a loop over the other blocks b reads runs b * 2 + p and starts from the partial
+// sums stored after the block before; the ReLU comes after the last block. No other table.
 // CHECK-LABEL: func.func @blocked
-// CHECK:         arith.constant dense<{{.*}}> : tensor<2x2x2x2xi32>
+// CHECK:         %[[STRIDE:.*]] = bufferization.to_buffer %stride : tensor<2x5xi32> to memref<2x5xi32>
+// CHECK-NOT:     dense<
+// CHECK:         memref.alloc() : memref<1x2x4x4xf32>
 // CHECK:         scf.for
 // CHECK:           scf.for
 // CHECK:             scf.for
 // CHECK:               vector.store
-// CHECK:             scf.for %{{.*}} = %{{.*}} to %{{.*}} step
+// CHECK:             scf.for %[[B:.*]] = %{{.*}} to %{{.*}} step
+// CHECK:               %[[FIRST:.*]] = arith.muli %[[B]], %{{.*}} : index
 // CHECK:               vector.load %{{.*}} : memref<1x2x4x4xf32>, vector<4xf32>
+// CHECK:               memref.load %[[STRIDE]][%{{.*}}, %[[FIRST]]] : memref<2x5xi32>
 // CHECK:             scf.for
 // CHECK:               arith.maximumf
 func.func @blocked(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
   %offset = arith.constant dense<[0, 1, 3]> : tensor<3xi32>
   %reorder = arith.constant dense<[1, 0]> : tensor<2xi32>
   %index = arith.constant dense<[1, 0, 1]> : tensor<3xi32>
-  %stride = arith.constant dense<[[0, 1, 1], [1, 2, 3]]> : tensor<2x3xi32>
+  %stride = arith.constant dense<[[0, 0, 0, 1, 1], [1, 2, 2, 2, 3]]> : tensor<2x5xi32>
   %weight = arith.constant dense<1.0> : tensor<3x4xf32>
-  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> schedule <vector_width = 4, unroll_rows = 1, unroll_cols = 1, tile_channels = 1> strides [1, 1] padding [1, 1] dilation [1, 1] relu : (tensor<1x2x4x4xf32>, tensor<3xi32>, tensor<2xi32>, tensor<3xi32>, tensor<2x3xi32>, tensor<3x4xf32>) -> tensor<1x2x4x4xf32>
+  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> schedule <vector_width = 4, unroll_rows = 1, unroll_cols = 1, tile_channels = 1> strides [1, 1] padding [1, 1] dilation [1, 1] relu : (tensor<1x2x4x4xf32>, tensor<3xi32>, tensor<2xi32>, tensor<3xi32>, tensor<2x5xi32>, tensor<3x4xf32>) -> tensor<1x2x4x4xf32>
   func.return %y : tensor<1x2x4x4xf32>
 }

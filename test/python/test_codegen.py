@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pconv_mlir import fkw
 from pconv_mlir.builders import conv2d_module, random_pattern_layer
 from pconv_mlir.dialects.pconv import conv_output_size
+from pconv_mlir.patterns import kernel_mask
 from pconv_mlir.pipeline import Pipeline
 from pconv_mlir.runtime.runners import build_runner
 
@@ -41,9 +43,15 @@ def random_case(rng: np.random.Generator) -> dict:
     }
 
 
-def check_case(case: dict, target: str, vector_width: int, seed: int) -> None:
+def check_case(
+    case: dict, target: str, vector_width: int, seed: int, layer: tuple | None = None
+) -> None:
+    """Compile `case` (with `layer` = (patterns, ids, weight), else a random layer), run it on
+    `target` and compare with torch."""
     rng = np.random.default_rng(seed)
-    patterns, ids, weight = random_pattern_layer(rng, case["f"], case["c"], case["k"], case["rate"])
+    if layer is None:
+        layer = random_pattern_layer(rng, case["f"], case["c"], case["k"], case["rate"])
+    patterns, ids, weight = layer
     bias = rng.standard_normal(case["f"]).astype(np.float32) if case["bias"] else None
     x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"])).astype(np.float32)
     s, p = case["stride"], case["padding"]
@@ -88,6 +96,51 @@ def test_aarch64_matches_torch(i: int, need_tool) -> None:
     for tool in ("qemu-aarch64", "clang"):
         need_tool(tool)
     check_case(AARCH64_CASES[i], "aarch64", 4, seed=100 + i)
+
+
+def blocked_layer_with_empty_runs() -> tuple:
+    """(patterns, ids, weight): 6 filters over 10 channels, cut by tile_channels = 4 into
+    blocks of 4, 4 and 2 channels, where filter 0 has no kernel in block 1, filter 1 has
+    kernels in block 2 only, filter 2 none at all and filter 3 in block 0 only."""
+    rng = np.random.default_rng(5)
+    patterns, ids, _ = random_pattern_layer(rng, 6, 10, 3, 1.0)
+    ids[0, 4:8] = -1
+    ids[1, :8] = -1
+    ids[2, :] = -1
+    ids[3, 4:] = -1
+    ids[4, ::3] = -1
+    weight = rng.standard_normal((6, 10, 3, 3)).astype(np.float32)
+    weight = np.where(kernel_mask(ids, patterns), weight, 0).astype(np.float32)
+    return patterns, ids, weight
+
+
+@pytest.mark.parametrize("filters", [1, 2, 3])
+def test_host_channel_blocks_with_empty_runs(filters: int) -> None:
+    """Channel blocks where C is not a multiple of tile_channels and some filters have no kernel
+    in some blocks (or none at all), with filters in lock-step next to empty ones."""
+    patterns, ids, weight = layer = blocked_layer_with_empty_runs()
+    packed = fkw.pack(weight, ids, patterns, tile_channels=4)
+    k = len(patterns)
+    assert packed.blocks(k) == 3
+    block_sizes = np.diff(packed.stride[:, ::k], axis=1)  # kernels per (filter, block)
+    assert (block_sizes == 0).any() and (block_sizes > 0).any()
+    case = {
+        "n": 2,
+        "c": 10,
+        "f": 6,
+        "h": 7,
+        "w": 11,
+        "stride": 1,
+        "padding": 1,
+        "bias": True,
+        "relu": filters != 2,
+        "rows": 2,
+        "cols": 2,
+        "partials": 2,
+        "filters": filters,
+        "tile_channels": 4,
+    }
+    check_case(case, "host", 8, seed=filters, layer=layer)
 
 
 def test_cases_cover_every_path() -> None:
