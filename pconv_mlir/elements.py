@@ -253,8 +253,12 @@ class BlobStore(OpAsmDialectInterface):
 
 
 def storage_of(ctx: Context) -> OpAsmDialectInterface:
-    """The builtin dialect's resource storage in `ctx`."""
-    interface = ctx.get_dialect("builtin").get_interface(OpAsmDialectInterface)
+    """The builtin dialect's resource storage in `ctx` (xDSL's process-wide one when `ctx` has
+    no builtin dialect registered, as a bare `Context()`)."""
+    builtin = ctx.get_optional_dialect("builtin")
+    if builtin is None:
+        return shared_storage()
+    interface = builtin.get_interface(OpAsmDialectInterface)
     if interface is None:
         raise ElementsError("the builtin dialect of this context has no resource storage")
     return interface

@@ -135,7 +135,7 @@ def machine(name: str | Machine) -> Machine:
     if name == "host":
         return host_machine()
     if name not in MACHINES:
-        raise ValueError(
+        raise OptionError(
             f"unknown machine '{name}' (choose from host, {', '.join(sorted(MACHINES))})"
         )
     return MACHINES[name]

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 import pconv_mlir
-from pconv_mlir import pruning
+from pconv_mlir import errors, pruning
 from pconv_mlir.errors import PconvError
 
 
@@ -137,3 +137,73 @@ def test_batchnorm_folds_into_the_pattern_sparse_conv():
         assert "linalg.generic" not in artifact.mlir
     finally:
         artifact.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Misuse of the API: each gets a clear error or the right behaviour
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"unroll_rows": "3"}, "schedule unroll_rows = '3' is not an integer"),
+        ({"opt_level": 9}, "opt_level = 9 is outside 0..3"),
+        ({"connectivity": "3.6"}, "connectivity = '3.6' is not a number"),
+        ({"lre": "yes"}, "lre = 'yes' is not True or False"),
+        ({"tune": True, "tuning": "db.json"}, "not both"),
+    ],
+)
+def test_ill_typed_options_are_option_errors(options, message):
+    with pytest.raises(errors.OptionError, match=message):
+        pconv_mlir.compile("func.func @f() { func.return }", **options)
+
+
+def test_unknown_target_and_program_kind():
+    with pytest.raises(PconvError, match="unknown target 'gpu'"):
+        pconv_mlir.compile("func.func @f() { func.return }", target="gpu")
+    with pytest.raises(PconvError, match="cannot compile a int"):
+        pconv_mlir.compile(3)
+
+
+def test_calls_are_checked_and_a_closed_artifact_refuses(model):
+    x = torch.randn(1, 3, 8, 8)
+    artifact = pconv_mlir.compile(model, x)
+    with pytest.raises(TypeError, match="expected 1 inputs, got 2"):
+        artifact(x, x)
+    with pytest.raises(TypeError, match="input 0 is complex"):
+        artifact(np.zeros((1, 3, 8, 8), dtype=np.complex64))
+    with pytest.raises(ValueError, match=r"input 0 of shape \(1, 3, 9, 8\)"):
+        artifact(torch.randn(1, 3, 9, 8))
+    artifact.close()
+    with pytest.raises(errors.RunError, match="closed"):
+        artifact(x)
+
+
+def test_a_model_in_training_mode_is_compiled_in_eval_mode_with_a_warning():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+    model[1].running_mean.uniform_(-1, 1)
+    pruning.prune_model(model, patterns=2, connectivity=1.0)
+    model.train()
+    x = torch.randn(2, 3, 6, 6)
+    with pytest.warns(UserWarning, match="training mode; it is compiled in eval mode"):
+        artifact = pconv_mlir.compile(model, x)
+    try:
+        assert model.training  # the caller's model is left as it was
+        expected = model.eval()(x).detach().numpy()
+        np.testing.assert_allclose(artifact(x), expected, rtol=1e-4, atol=1e-5)
+    finally:
+        artifact.close()
+
+
+def test_printed_ir_is_the_same_when_compiled_twice(model):
+    """Regression: the second compile in a process renamed the weights' resource keys `_0`."""
+    x = torch.randn(1, 3, 8, 8)
+    first = pconv_mlir.compile(model, x)
+    second = pconv_mlir.compile(model, x)
+    try:
+        assert first.mlir == second.mlir
+    finally:
+        first.close()
+        second.close()

@@ -26,9 +26,11 @@ from pconv_mlir.dialects.pconv import (
     conv_output_size,
 )
 from pconv_mlir.elements import dense_constant
+from pconv_mlir.errors import PconvError
 from pconv_mlir.interpreter import run_function
 from pconv_mlir.ir import make_context, parse_module, print_module
 from pconv_mlir.pipeline import run_pipeline
+from pconv_mlir.tools import pconv_opt
 
 f32 = Float32Type()
 i32 = IntegerType(32)
@@ -168,3 +170,37 @@ def test_dense_reference_is_torch():
     np.testing.assert_allclose(
         got, torch_conv(x, w, None, (2, 1), (1, 0), 1, False), rtol=1e-5, atol=1e-5
     )
+
+
+RESOURCE_CONV = """
+func.func @f(%x: tensor<1x1x5x5xf32>) -> tensor<1x1x5x5xf32> {
+  %w = arith.constant dense_resource<w> : tensor<1x1x3x3xf32>
+  %y = pconv.conv2d %x, %w patterns <[[1, 3, 4, 5]], taps = 4> kernel_patterns dense<0> : tensor<1x1xi8> strides [1, 1] padding [1, 1] dilation [1, 1] : (tensor<1x1x5x5xf32>, tensor<1x1x3x3xf32>) -> tensor<1x1x5x5xf32>
+  func.return %y : tensor<1x1x5x5xf32>
+}
+"""
+
+
+def resource_text(weights: list[float]) -> str:
+    blob = (4).to_bytes(4, "little") + np.asarray(weights, dtype="<f4").tobytes()
+    return RESOURCE_CONV + '{-#\n  dialect_resources: {\n    builtin: {\n      w: "0x' + (
+        blob.hex().upper() + '"\n    }\n  }\n#-}\n'
+    )
+
+
+def test_verifier_checks_dense_resource_weights():
+    """Regression: weights from torch-mlir are dense_resource; the verifier skipped them."""
+    good = [0, 1, 0, 2, 3, 4, 0, 0, 0]
+    bad = [0, 1, 0, 2, 3, 4, 0, 0, 5]  # tap 8 is outside pattern [1, 3, 4, 5]
+    assert "pconv.conv2d" in run_pipeline(resource_text(good), "")
+    message = r"<string>:4:3: error: 'pconv.conv2d' op weight \(0, 0\) is nonzero at tap 8"
+    with pytest.raises(PconvError, match=message):
+        run_pipeline(resource_text(bad), "")
+
+
+def test_pconv_opt_verifies_dense_resource_weights(tmp_path, capsys):
+    path = tmp_path / "bad.mlir"
+    path.write_text(resource_text([0, 1, 0, 2, 3, 4, 0, 0, 5]))
+    assert pconv_opt.main([str(path)]) == 1
+    expected = "'pconv.conv2d' op weight (0, 0) is nonzero at tap 8 outside pattern 0"
+    assert capsys.readouterr().err == f"{path}:4:3: error: {expected}\n"

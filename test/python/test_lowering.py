@@ -515,3 +515,36 @@ def test_aarch64_shared_object(need, tmp_path) -> None:
     header = path.read_bytes()[:20]
     assert header[:4] == b"\x7fELF" and header[16] == 3  # ET_DYN
     assert int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
+
+
+RESOURCE_SCALE = """
+func.func @scale(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %w = arith.constant dense_resource<scale_weights> : tensor<4xf32>
+  %e = tensor.empty() : tensor<4xf32>
+  %y = linalg.mul ins(%x, %w : tensor<4xf32>, tensor<4xf32>) outs(%e : tensor<4xf32>) -> tensor<4xf32>
+  func.return %y : tensor<4xf32>
+}
+{-#
+  dialect_resources: {
+    builtin: {
+      scale_weights: "0x040000000000803F000000400000404000008040"
+    }
+  }
+#-}
+"""
+
+
+def test_a_module_in_a_context_of_its_own_lowers_with_its_weights(need) -> None:
+    """Regression: the lowering read blobs from xDSL's process-wide store, so a module parsed
+    into `make_context(own_resources=True)` could not be lowered."""
+    need("mlir-opt", "mlir-translate", "clang")
+    from pconv_mlir.ir import make_context, parse_module
+
+    ctx = make_context(own_resources=True)
+    module = parse_module(RESOURCE_SCALE, ctx)
+    with build_runner(module, ctx) as runner:
+        out = np.zeros(4, dtype=np.float32)
+        runner.call("scale", np.ones(4, dtype=np.float32), out)
+    np.testing.assert_array_equal(out, [1, 2, 3, 4])
+    with pytest.raises(LoweringError, match=r"dense_resource<scale_weights> has no data in the"):
+        llvm.lower_to_llvm_ir(module, make_context(own_resources=True))

@@ -36,9 +36,9 @@ func.func @pattern_set_forms(%x: tensor<1x1x5x5xf32>, %w: tensor<1x1x3x3xf32>) -
 // The FKW level: two filters stored in the order (1, 0); filter 1 has one kernel of pattern 0,
 // filter 0 one kernel of pattern 1 and one of pattern 0. A schedule given in part takes defaults.
 // CHECK-LABEL: func.func @fkw
-// CHECK:         %{{.*}} = pconv.fkw_conv2d %x, %off, %ro, %idx, %st, %fw, %b patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> schedule <vector_width = 4, unroll_rows = 4, unroll_cols = 2, partial_sums = 1, unroll_filters = 1, tile_channels = 0> strides [1, 1] padding [1, 1] dilation [2, 2] relu : (tensor<1x2x9x9xf32>, tensor<3xi32>, tensor<2xi32>, tensor<3xi32>, tensor<2x3xi32>, tensor<3x4xf32>, tensor<2xf32>) -> tensor<1x2x7x7xf32>
+// CHECK:         %{{.*}} = pconv.fkw_conv2d %x, %off, %ro, %idx, %st, %fw, %b patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> schedule <vector_width = 4, unroll_rows = 3, unroll_cols = 2, partial_sums = 1, unroll_filters = 1, tile_channels = 0> strides [1, 1] padding [1, 1] dilation [2, 2] relu : (tensor<1x2x9x9xf32>, tensor<3xi32>, tensor<2xi32>, tensor<3xi32>, tensor<2x3xi32>, tensor<3x4xf32>, tensor<2xf32>) -> tensor<1x2x7x7xf32>
 // GENERIC-LABEL: "func.func"() <{sym_name = "fkw"
-// GENERIC:         "pconv.fkw_conv2d"({{.*}}) <{patterns = #pconv.pattern_set<[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4>, schedule = #pconv.schedule<vector_width = 4, unroll_rows = 4, unroll_cols = 2, partial_sums = 1, unroll_filters = 1, tile_channels = 0>
+// GENERIC:         "pconv.fkw_conv2d"({{.*}}) <{patterns = #pconv.pattern_set<[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4>, schedule = #pconv.schedule<vector_width = 4, unroll_rows = 3, unroll_cols = 2, partial_sums = 1, unroll_filters = 1, tile_channels = 0>
 func.func @fkw(%x: tensor<1x2x9x9xf32>, %b: tensor<2xf32>) -> tensor<1x2x7x7xf32> {
   %off = arith.constant dense<[0, 1, 3]> : tensor<3xi32>
   %ro = arith.constant dense<[1, 0]> : tensor<2xi32>

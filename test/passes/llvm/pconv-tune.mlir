@@ -1,7 +1,7 @@
 // RUN: pconv-tune %s --backend aarch64 --max-acc 4 --steps tile --report -o %t.json 2>%t.report
 // RUN: filecheck %s --check-prefix=REPORT < %t.report
 // RUN: filecheck %s --check-prefix=DB < %t.json
-// RUN: pconv-opt %s -p 'pconv-apply-tuning{database=%t.json}' | filecheck %s
+// RUN: pconv-opt %s -p 'pconv-apply-tuning{database="%t.json"}' | filecheck %s
 
 // The tuner is a driver: for Cortex-A76 it ranks each conv's candidate schedules by llvm-mca's
 // estimate and writes a tuning database; the pure pass pconv-apply-tuning then gives the conv
@@ -14,14 +14,14 @@
 // DB: "backend": "aarch64"
 // DB: "1x2x8x8->2 s1x1 p1x1 d1x1 k2t4 {{[0-9a-f]+}}"
 // CHECK-LABEL: func.func @conv
-// CHECK:         pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <{{.*}}> schedule <vector_width = 4, unroll_rows = {{[0-9]}}, unroll_cols = 1, partial_sums = 2, unroll_filters = 1, tile_channels = 0> strides [1, 1] padding [1, 1] dilation [1, 1] relu
+// CHECK:         pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <{{.*}}> schedule <vector_width = 4, unroll_rows = {{[0-9]}}, unroll_cols = {{[0-9]}}, partial_sums = 2, unroll_filters = 1, tile_channels = 0> strides [1, 1] padding [1, 1] dilation [1, 1] relu
 func.func @conv(%x: tensor<1x2x8x8xf32>) -> tensor<1x2x8x8xf32> {
   %offset = arith.constant dense<[0, 1, 3]> : tensor<3xi32>
   %reorder = arith.constant dense<[1, 0]> : tensor<2xi32>
   %index = arith.constant dense<[1, 0, 1]> : tensor<3xi32>
   %stride = arith.constant dense<[[0, 1, 1], [1, 2, 3]]> : tensor<2x3xi32>
   %weight = arith.constant dense<1.0> : tensor<3x4xf32>
-  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> schedule <vector_width = 4, partial_sums = 2> strides [1, 1] padding [1, 1] dilation [1, 1] relu : (tensor<1x2x8x8xf32>, tensor<3xi32>, tensor<2xi32>, tensor<3xi32>, tensor<2x3xi32>, tensor<3x4xf32>) -> tensor<1x2x8x8xf32>
+  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> schedule <vector_width = 4, unroll_rows = 1, unroll_cols = 1, partial_sums = 2> strides [1, 1] padding [1, 1] dilation [1, 1] relu : (tensor<1x2x8x8xf32>, tensor<3xi32>, tensor<2xi32>, tensor<3xi32>, tensor<2x3xi32>, tensor<3x4xf32>) -> tensor<1x2x8x8xf32>
   func.return %y : tensor<1x2x8x8xf32>
 }
 
