@@ -344,6 +344,19 @@ def global_keep(norms: Sequence[np.ndarray], rate: float) -> list[np.ndarray]:
     return masks
 
 
+def connectivity_keep(
+    norms: Sequence[np.ndarray], rate: float, scope: str = "layer"
+) -> list[np.ndarray]:
+    """Flat bool keep masks, one per layer, for kernel norms: 1 kernel in `rate` by norm, per
+    layer (`scope="layer"`) or over all the layers together (`"global"`, see `global_keep`)."""
+    if scope not in ("layer", "global"):
+        raise ValueError(f"scope={scope!r} is not 'layer' or 'global'")
+    if scope == "global":
+        return global_keep(norms, rate)
+    flat = [np.asarray(n).reshape(-1) for n in norms]
+    return [top_kernels(n, kept_kernel_count(n.size, rate)) for n in flat]
+
+
 def project_layers(
     weights: Sequence[np.ndarray],
     patterns: Sequence[Sequence[int]],
@@ -359,8 +372,6 @@ def project_layers(
     *projected* norm is largest, per layer (`scope="layer"`) or over all layers (`"global"`).
     Layers whose index is in `exempt` keep every kernel.
     """
-    if scope not in ("layer", "global"):
-        raise ValueError(f"scope={scope!r} is not 'layer' or 'global'")
     ids: list[np.ndarray] = []
     norms: list[np.ndarray] = []
     for weight in weights:
@@ -369,12 +380,10 @@ def project_layers(
         norms.append(kernel_norms(projected))
     keep = [np.ones(n.size, dtype=bool) for n in norms]
     pruned = [i for i in range(len(weights)) if i not in set(exempt)]
-    if scope == "global":
-        for i, mask in zip(pruned, global_keep([norms[i] for i in pruned], rate), strict=True):
-            keep[i] = mask
-    else:
-        for i in pruned:
-            keep[i] = top_kernels(norms[i], kept_kernel_count(norms[i].size, rate))
+    for i, mask in zip(
+        pruned, connectivity_keep([norms[i] for i in pruned], rate, scope), strict=True
+    ):
+        keep[i] = mask
     return [
         np.where(k.reshape(layer_ids.shape), layer_ids, -1).astype(np.int64)
         for k, layer_ids in zip(keep, ids, strict=True)

@@ -38,7 +38,6 @@ connectivity alone.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,8 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 from torch import nn
+
+from pconv_mlir import patterns as rules
 
 __all__ = [
     "CENTRE",
@@ -69,7 +70,7 @@ __all__ = [
     "select_pattern_set",
 ]
 
-CENTRE = 4
+CENTRE = rules.CENTRE_TAP
 """The tap index of the centre of a 3x3 kernel."""
 
 Pattern = tuple[int, ...]
@@ -82,58 +83,18 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # --------------------------------------------------------------------------------------------------
-# Patterns
+# Patterns: the numpy rules of pconv_mlir.patterns, on tensors or arrays
 # --------------------------------------------------------------------------------------------------
 
-
-def candidate_patterns(taps: int = 4, centre: bool = True) -> list[Pattern]:
-    """All 3x3 masks with ``taps`` taps, in lexicographic order of their sorted tap tuples.
-
-    With ``centre=True`` every mask contains the centre (tap 4): for 4 taps, the 56 = C(8, 3) shapes
-    of PatDNN. With ``centre=False`` all C(9, taps) masks are listed.
-
-        >>> candidate_patterns()[:2]
-        [(0, 1, 2, 4), (0, 1, 3, 4)]
-    """
-    low = 1 if centre else 0
-    if isinstance(taps, bool) or not isinstance(taps, int) or not low <= taps <= 9:
-        raise ValueError(f"taps={taps!r} is out of range: a 3x3 mask has {low} to 9 taps")
-    if centre:
-        neighbours = [t for t in range(9) if t != CENTRE]
-        shapes = (tuple(sorted((*c, CENTRE))) for c in itertools.combinations(neighbours, taps - 1))
-    else:
-        shapes = itertools.combinations(range(9), taps)
-    return sorted(shapes)
-
-
-def _check_patterns(patterns: Sequence[Sequence[int]]) -> list[Pattern]:
-    """Return ``patterns`` as a list of tuples, or raise a ValueError quoting the first bad one."""
-    checked = [tuple(int(t) for t in p) for p in patterns]
-    if not checked:
-        raise ValueError("the pattern set is empty")
-    for p in checked:
-        if not p or list(p) != sorted(set(p)) or p[0] < 0 or p[-1] > 8:
-            raise ValueError(f"pattern {p} is not a non-empty sorted tuple of distinct taps 0..8")
-    seen: set[Pattern] = set()
-    for p in checked:
-        if p in seen:
-            raise ValueError(f"pattern {p} appears twice in the pattern set")
-        seen.add(p)
-    return checked
+candidate_patterns = rules.candidate_patterns
+kept_kernel_count = rules.kept_kernel_count
 
 
 def pattern_matrix(patterns: Sequence[Sequence[int]]) -> np.ndarray:
-    """The pattern set as a bool array ``[K, 9]``; ``m[k, tap]`` says pattern k keeps the tap."""
-    checked = _check_patterns(patterns)
-    m = np.zeros((len(checked), 9), dtype=bool)
-    for k, p in enumerate(checked):
-        m[k, list(p)] = True
-    return m
+    """The pattern set as a bool array ``[K, 9]``; ``m[k, tap]`` says pattern k keeps the tap.
 
-
-# --------------------------------------------------------------------------------------------------
-# Weights
-# --------------------------------------------------------------------------------------------------
+    Raises ValueError quoting the first pattern that is not a sorted tuple of distinct taps."""
+    return rules.pattern_matrix(rules.check_patterns(patterns))
 
 
 def prunable_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
@@ -148,34 +109,29 @@ def prunable_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     ]
 
 
-def _as_tensor(weight: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """A detached tensor view of a ``[F, C, 3, 3]`` weight, checking the shape."""
-    t = (
-        weight.detach()
-        if isinstance(weight, torch.Tensor)
-        else torch.from_numpy(np.asarray(weight))
+def _as_array(weight: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A ``[F, C, 3, 3]`` weight as numpy (a tensor is detached and copied to the CPU)."""
+    array = (
+        weight.detach().cpu().numpy() if isinstance(weight, torch.Tensor) else np.asarray(weight)
     )
-    if t.dim() != 4 or tuple(t.shape[2:]) != (3, 3):
-        raise ValueError(f"weight of shape {tuple(t.shape)} is not [F, C, 3, 3]")
-    return t
+    if array.ndim != 4 or tuple(array.shape[2:]) != (3, 3):
+        raise ValueError(f"weight of shape {tuple(array.shape)} is not [F, C, 3, 3]")
+    return array
 
 
-def _weights_of(weights: nn.Module | Iterable[np.ndarray | torch.Tensor]) -> list[torch.Tensor]:
+def _like(array: np.ndarray, template: ArrayOrTensor) -> ArrayOrTensor:
+    """`array` as the kind of `template`: a tensor of its dtype and device, or numpy."""
+    if isinstance(template, torch.Tensor):
+        return torch.from_numpy(np.ascontiguousarray(array)).to(template.device, template.dtype)
+    return array
+
+
+def _weights_of(weights: nn.Module | Iterable[np.ndarray | torch.Tensor]) -> list[np.ndarray]:
     if isinstance(weights, nn.Module):
-        return [conv.weight.detach() for _, conv in prunable_convs(weights)]
+        return [_as_array(conv.weight) for _, conv in prunable_convs(weights)]
     if isinstance(weights, np.ndarray | torch.Tensor):
-        return [_as_tensor(weights)]
-    return [_as_tensor(w) for w in weights]
-
-
-def _kernel_energy(w: torch.Tensor) -> torch.Tensor:
-    """Squared weights per tap, ``[F * C, 9]``, in float64 so argmax does not depend on dtype."""
-    return w.reshape(-1, 9).to(torch.float64).square()
-
-
-# --------------------------------------------------------------------------------------------------
-# Pattern set selection and projection
-# --------------------------------------------------------------------------------------------------
+        return [_as_array(weights)]
+    return [_as_array(w) for w in weights]
 
 
 def select_pattern_set(
@@ -183,42 +139,10 @@ def select_pattern_set(
 ) -> list[Pattern]:
     """Choose the K most used pattern shapes of a network (PatDNN's pattern set selection).
 
-    Every 3x3 kernel of ``weights`` (``[F, C, 3, 3]`` tensors or arrays, or an ``nn.Module`` whose
-    prunable convolutions are used) is projected onto the centre-containing ``taps``-tap candidate
-    keeping the most L2 norm (sum of squares of the kept weights; on a tie, the first candidate).
-    All-zero kernels are not counted. The K candidates chosen most often are returned, most frequent
-    first; ties in the count are broken by the total energy the candidate would keep over all
-    kernels, then by candidate order. When fewer than K shapes occur, the rest of the set is filled
-    the same way, so the set always has exactly K patterns.
+    ``weights`` are ``[F, C, 3, 3]`` tensors or arrays, or an ``nn.Module`` whose prunable
+    convolutions are used; see ``pconv_mlir.patterns.select_pattern_set`` for the rule.
     """
-    candidates = candidate_patterns(taps, centre=True)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(candidates):
-        raise ValueError(
-            f"k={k!r} is out of range: choose 1 to {len(candidates)} patterns "
-            f"(the number of {taps}-tap candidates)"
-        )
-    cand = torch.from_numpy(pattern_matrix(candidates)).to(torch.float64)
-    counts = torch.zeros(len(candidates), dtype=torch.int64)
-    energy = torch.zeros(len(candidates), dtype=torch.float64)
-    for w in _weights_of(weights):
-        scores = _kernel_energy(w.cpu()) @ cand.T  # [N, 56]
-        nonzero = scores.amax(dim=1) > 0
-        scores = scores[nonzero]
-        counts += torch.bincount(scores.argmax(dim=1), minlength=len(candidates))
-        energy += scores.sum(dim=0)
-    order = sorted(range(len(candidates)), key=lambda i: (-int(counts[i]), -float(energy[i]), i))
-    return [candidates[i] for i in order[:k]]
-
-
-def _project(w: torch.Tensor, pmat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Project ``w [F, C, 3, 3]`` onto the pattern set ``pmat [K, 9]`` (bool); ids as a tensor."""
-    f, c = w.shape[:2]
-    flat = w.reshape(f * c, 9)
-    scores = _kernel_energy(flat) @ pmat.to(device=w.device, dtype=torch.float64).T
-    ids = scores.argmax(dim=1)
-    ids[flat.ne(0).any(dim=1).logical_not()] = -1
-    keep = pmat.to(w.device)[ids.clamp(min=0)] & (ids >= 0).unsqueeze(1)
-    return (flat * keep).reshape(w.shape), ids.reshape(f, c)
+    return rules.select_pattern_set(_weights_of(weights), k=k, taps=taps)
 
 
 def project_to_patterns(
@@ -230,66 +154,20 @@ def project_to_patterns(
     weight, of the same type, dtype and device as the input (a tensor comes back detached), and the
     pattern ids ``[F, C]`` (int64); an all-zero kernel stays zero and gets id -1.
     """
-    pmat = torch.from_numpy(pattern_matrix(patterns))
-    w = _as_tensor(weight)
-    with torch.no_grad():
-        projected, ids = _project(w, pmat)
-    ids_np = ids.cpu().numpy().astype(np.int64)
-    if isinstance(weight, torch.Tensor):
-        return projected, ids_np
-    return projected.numpy(), ids_np
+    projected, ids = rules.project_to_patterns(_as_array(weight), rules.check_patterns(patterns))
+    return _like(projected, weight), ids
 
 
 def pattern_ids(weight: np.ndarray | torch.Tensor, patterns: Sequence[Sequence[int]]) -> np.ndarray:
-    """Infer each kernel's pattern id ``[F, C]`` from where its nonzeros are.
-
-    An all-zero kernel gets -1. A kernel whose nonzero taps are exactly a pattern gets that pattern;
-    otherwise the smallest pattern containing them (first in set order among equals). Raises a
-    ValueError naming the kernel when no pattern contains its nonzeros.
+    """Infer each kernel's pattern id ``[F, C]`` from where its nonzeros are (-1: all zero);
+    see ``pconv_mlir.patterns.pattern_ids``. Raises ValueError naming a kernel no pattern holds.
     """
-    pmat = pattern_matrix(patterns)
-    w = _as_tensor(weight)
-    f, c = w.shape[:2]
-    nz = w.reshape(f * c, 9).ne(0).cpu().numpy()
-    # fits[n, k]: the nonzeros of kernel n lie inside pattern k.
-    fits = ~np.any(nz[:, None, :] & ~pmat[None, :, :], axis=2)
-    size = pmat.sum(axis=1)
-    # Exact match first (as many taps as the kernel has nonzeros), then larger patterns.
-    spare = size[None, :] - nz.sum(axis=1)[:, None]
-    cost = np.where(fits, spare, np.iinfo(np.int64).max)
-    ids = np.argmin(cost, axis=1).astype(np.int64)
-    empty = ~nz.any(axis=1)
-    bad = ~fits.any(axis=1) & ~empty
-    if bad.any():
-        n = int(np.flatnonzero(bad)[0])
-        taps = tuple(int(t) for t in np.flatnonzero(nz[n]))
-        raise ValueError(
-            f"kernel (f={n // c}, c={n % c}) has nonzero taps {taps}, "
-            "which fit no pattern of the set"
-        )
-    ids[empty] = -1
-    return ids.reshape(f, c)
+    return rules.pattern_ids(_as_array(weight), rules.check_patterns(patterns))
 
 
 # --------------------------------------------------------------------------------------------------
 # Connectivity
 # --------------------------------------------------------------------------------------------------
-
-
-def kept_kernel_count(kernels: int, rate: float) -> int:
-    """How many of ``kernels`` kernels connectivity pruning at ``rate`` keeps: ``kernels / rate``
-    rounded to the nearest integer (halves up), at least 1."""
-    if not rate >= 1:
-        raise ValueError(f"connectivity rate {rate!r} is below 1: it is 'keep 1 kernel in rate'")
-    return max(1, min(kernels, math.floor(kernels / rate + 0.5)))
-
-
-def _top_kernels(norms: torch.Tensor, n: int) -> torch.Tensor:
-    """Bool mask keeping the ``n`` largest of ``norms`` (first index first on ties)."""
-    order = torch.argsort(norms, descending=True, stable=True)
-    keep = torch.zeros(norms.numel(), dtype=torch.bool, device=norms.device)
-    keep[order[:n]] = True
-    return keep
 
 
 def connectivity_mask(weight: np.ndarray | torch.Tensor, rate: float = 3.6) -> np.ndarray:
@@ -298,10 +176,7 @@ def connectivity_mask(weight: np.ndarray | torch.Tensor, rate: float = 3.6) -> n
     Keeps ``kept_kernel_count(F * C, rate)`` kernels, those with the largest L2 norm (the first in
     row-major ``[F, C]`` order on ties); ``rate=1`` keeps all.
     """
-    w = _as_tensor(weight)
-    f, c = w.shape[:2]
-    n = kept_kernel_count(f * c, rate)
-    return _top_kernels(_kernel_energy(w).sum(dim=1), n).reshape(f, c).cpu().numpy()
+    return rules.connectivity_mask(_as_array(weight), rate)
 
 
 def global_connectivity_masks(
@@ -313,26 +188,9 @@ def global_connectivity_masks(
     with larger kernels keep more; every layer keeps at least its largest kernel (so the total can
     exceed the count by the number of layers that would otherwise lose everything).
     """
-    ws = [_as_tensor(w) for w in weights]
-    norms = [_kernel_energy(w).sum(dim=1) for w in ws]
-    return [
-        m.reshape(w.shape[:2]).numpy() for m, w in zip(_global_keep(norms, rate), ws, strict=True)
-    ]
-
-
-def _global_keep(norms: list[torch.Tensor], rate: float) -> list[torch.Tensor]:
-    """Flat bool keep masks, one per layer, for global connectivity pruning of kernel energies."""
-    if not norms:
-        return []
-    allnorms = torch.cat([n.cpu() for n in norms])
-    keep = _top_kernels(allnorms, kept_kernel_count(allnorms.numel(), rate))
-    masks = []
-    for part, norm in zip(keep.split([n.numel() for n in norms]), norms, strict=True):
-        part = part.clone()
-        if not part.any():
-            part[int(torch.argmax(norm.cpu()))] = True
-        masks.append(part)
-    return masks
+    arrays = [_as_array(w) for w in weights]
+    masks = rules.global_keep([rules.kernel_norms(a) for a in arrays], rate)
+    return [m.reshape(a.shape[:2]) for m, a in zip(masks, arrays, strict=True)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -532,10 +390,7 @@ class PruneResult:
 
     def weight_mask(self, name: str) -> torch.Tensor:
         """The bool ``[F, C, 3, 3]`` mask of the weights layer ``name`` keeps."""
-        ids = self.ids[name]
-        pmat = pattern_matrix(self.patterns)
-        mask = pmat[np.clip(ids, 0, None)] & (ids >= 0)[..., None]
-        return torch.from_numpy(mask.reshape(*ids.shape, 3, 3))
+        return torch.from_numpy(rules.kernel_mask(self.ids[name], self.patterns))
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
@@ -565,7 +420,7 @@ def _resolve_patterns(
 ) -> list[Pattern]:
     if isinstance(patterns, int) and not isinstance(patterns, bool):
         return select_pattern_set(model, k=patterns, taps=taps)
-    return _check_patterns(patterns)
+    return rules.check_patterns(patterns)
 
 
 def _check_scope(scope: str) -> None:
@@ -577,27 +432,6 @@ def _exempt_layers(convs: list[tuple[str, nn.Conv2d]], skip_first: bool) -> tupl
     return (convs[0][0],) if skip_first and convs else ()
 
 
-def _connectivity_keep(
-    norms: dict[str, torch.Tensor],
-    rate: float,
-    scope: Scope,
-    exempt: tuple[str, ...],
-) -> dict[str, torch.Tensor]:
-    """Per layer, the bool ``[F * C]`` kept-kernel mask for the given kernel energies."""
-    keep = {name: torch.ones(n.numel(), dtype=torch.bool) for name, n in norms.items()}
-    pruned = [name for name in norms if name not in exempt]
-    if scope == "global":
-        masks = _global_keep([norms[n] for n in pruned], rate)
-        for name, m in zip(pruned, masks, strict=True):
-            keep[name] = m
-    else:
-        for name in pruned:
-            keep[name] = _top_kernels(
-                norms[name].cpu(), kept_kernel_count(norms[name].numel(), rate)
-            )
-    return keep
-
-
 def _joint_ids(
     weights: dict[str, torch.Tensor],
     patterns: list[Pattern],
@@ -605,27 +439,17 @@ def _joint_ids(
     scope: Scope,
     exempt: tuple[str, ...],
 ) -> dict[str, np.ndarray]:
-    """Pattern ids of the Euclidean projection onto (pattern set) and (kept kernels) together.
-
-    Each kernel's best pattern does not depend on which kernels are kept, and the energy a kept
-    kernel contributes is its pattern-projected norm, so: project to patterns, then keep the kernels
-    whose *projected* norm is largest.
-    """
-    pmat = torch.from_numpy(pattern_matrix(patterns))
-    ids: dict[str, torch.Tensor] = {}
-    norms: dict[str, torch.Tensor] = {}
-    for name, w in weights.items():
-        projected, layer_ids = _project(w.detach(), pmat)
-        ids[name] = layer_ids.reshape(-1).cpu()
-        norms[name] = _kernel_energy(projected).sum(dim=1).cpu()
-    shapes = {name: w.shape[:2] for name, w in weights.items()}
-    keep = _connectivity_keep(norms, rate, scope, exempt)
-    out = {}
-    for name, layer_ids in ids.items():
-        layer_ids = layer_ids.clone()
-        layer_ids[~keep[name]] = -1
-        out[name] = layer_ids.reshape(shapes[name]).numpy().astype(np.int64)
-    return out
+    """Pattern ids of the Euclidean projection onto (pattern set) and (kept kernels) together;
+    see ``pconv_mlir.patterns.project_layers``."""
+    names = list(weights)
+    ids = rules.project_layers(
+        [_as_array(w) for w in weights.values()],
+        patterns,
+        rate,
+        scope=scope,
+        exempt=[i for i, n in enumerate(names) if n in exempt],
+    )
+    return dict(zip(names, ids, strict=True))
 
 
 def hard_prune(model: nn.Module, result: PruneResult) -> PruneResult:
@@ -758,7 +582,6 @@ def admm_prune(
     if rho <= 0 or rho_growth < 1:
         raise ValueError(f"rho={rho!r} must be > 0 and rho_growth={rho_growth!r} at least 1")
     chosen = _resolve_patterns(model, patterns, taps)
-    pmat = torch.from_numpy(pattern_matrix(chosen))
     convs = prunable_convs(model)
     exempt = _exempt_layers(convs, skip_first)
     params = {name: conv.weight for name, conv in convs}
@@ -766,12 +589,15 @@ def admm_prune(
     conn_layers = [n for n in params if n not in exempt] if connectivity > 1 else []
 
     def project_p(v: torch.Tensor) -> torch.Tensor:
-        return _project(v, pmat)[0]
+        return project_to_patterns(v, chosen)[0]
 
     def project_c(vs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        norms = {n: _kernel_energy(v).sum(dim=1).cpu() for n, v in vs.items()}
-        keep = _connectivity_keep(norms, connectivity, scope, ())
-        return {n: v * keep[n].to(v.device).reshape(*v.shape[:2], 1, 1) for n, v in vs.items()}
+        norms = [rules.kernel_norms(_as_array(v)) for v in vs.values()]
+        keep = rules.connectivity_keep(norms, connectivity, scope)
+        return {
+            n: v * torch.from_numpy(k).to(v.device).reshape(*v.shape[:2], 1, 1)
+            for (n, v), k in zip(vs.items(), keep, strict=True)
+        }
 
     with torch.no_grad():
         u_p = {n: torch.zeros_like(w) for n, w in params.items()}
