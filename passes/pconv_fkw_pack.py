@@ -103,9 +103,9 @@ class _PackWeights(RewritePattern):
         )
         new.location = op.location
         dense_weight = op.weight.owner
-        rewriter.replace_op(op, [*constants, new], [new.result])
+        rewriter.replace(op, [*constants, new], [new.result])
         if isinstance(dense_weight, ConstantOp) and not dense_weight.result.uses:
-            rewriter.erase_op(dense_weight)
+            rewriter.erase(dense_weight)
 
 
 @dataclass(frozen=True)

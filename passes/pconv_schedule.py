@@ -67,10 +67,10 @@ def reschedule(op: FkwConv2dOp, schedule: ScheduleAttr, rewriter: PatternRewrite
     )
     new.location = op.location
     old = [getattr(op, name).owner for name in fkw.NAMES]
-    rewriter.replace_op(op, [*constants, new])
+    rewriter.replace(op, [*constants, new])
     for owner in old:
         if isinstance(owner, ConstantOp) and not owner.result.uses:
-            rewriter.erase_op(owner)
+            rewriter.erase(owner)
 
 
 @dataclass
