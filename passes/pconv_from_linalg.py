@@ -86,12 +86,15 @@ def _zero_padding(value: SSAValue) -> tuple[SSAValue, tuple[int, int], tensor.Pa
     if not isinstance(pad, tensor.PadOp) or pad.low or pad.high:
         return value, (0, 0), None
     low, high = tuple(pad.static_low.get_values()), tuple(pad.static_high.get_values())
-    yields = [op for op in pad.region.block.ops if isinstance(op, tensor.YieldOp)]
+    blocks = list(pad.region.blocks)
+    yields = [op for b in blocks[:1] for op in b.ops if isinstance(op, tensor.YieldOp)]
     if (
         len(low) != 4
         or low != high
         or low[:2] != (0, 0)
+        or len(blocks) != 1
         or len(yields) != 1
+        or len(yields[0].operands) != 1
         or not _is_float_zero(yields[0].operands[0])
     ):
         return value, (0, 0), None
@@ -102,12 +105,16 @@ def _bias(ctx: Context, init: SSAValue, filters: int) -> tuple[bool, SSAValue | 
     """(understood, bias): the bias that the conv's init adds, if the init is one we know."""
     owner = init.owner
     if isinstance(owner, linalg.FillOp):
-        (value,) = owner.inputs
-        return _is_float_zero(value), None
+        return len(owner.inputs) == 1 and _is_float_zero(owner.inputs[0]), None
     if isinstance(owner, linalg.BroadcastOp):
         source = owner.input
         dims = tuple(owner.dimensions.get_values())
-        if dims == (0, 2, 3) and tuple(source.type.get_shape()) == (filters,):
+        if (
+            dims == (0, 2, 3)
+            and isinstance(source.type, TensorType)
+            and source.type.element_type == Float32Type()
+            and tuple(source.type.get_shape()) == (filters,)
+        ):
             return True, source
     return False, None
 
@@ -121,10 +128,15 @@ def _is_relu(op: Operation, source: SSAValue) -> bool:
     rank = len(source.type.get_shape())
     if any(m.data != AffineMap.identity(rank) for m in op.indexing_maps):
         return False
-    body = list(op.body.block.ops)
-    arg = op.body.block.args[0]
+    blocks = list(op.body.blocks)
+    if len(blocks) != 1 or len(blocks[0].args) != 2 or len(op.outputs) != 1:
+        return False
+    body = list(blocks[0].ops)
+    arg = blocks[0].args[0]
     match body:
-        case [arith.CmpfOp() as cmp, arith.SelectOp() as sel, linalg.YieldOp() as yld]:
+        case [arith.CmpfOp() as cmp, arith.SelectOp() as sel, linalg.YieldOp() as yld] if (
+            len(yld.operands) == 1
+        ):
             return (
                 cmp.predicate.value.data in (2, 3, 9, 10)  # ogt, oge, ugt, uge
                 and cmp.lhs == arg
@@ -134,7 +146,9 @@ def _is_relu(op: Operation, source: SSAValue) -> bool:
                 and _is_float_zero(sel.rhs)
                 and yld.operands[0] == sel.result
             )
-        case [arith.MaximumfOp() | arith.MaxnumfOp() as mx, linalg.YieldOp() as yld]:
+        case [arith.MaximumfOp() | arith.MaxnumfOp() as mx, linalg.YieldOp() as yld] if (
+            len(yld.operands) == 1
+        ):
             return (
                 {mx.lhs, mx.rhs} & {arg}
                 and any(_is_float_zero(v) for v in (mx.lhs, mx.rhs))
@@ -155,6 +169,8 @@ def match_conv(ctx: Context, conv: linalg.Conv2DNchwFchwOp) -> _Match | None:
         return None
     w_shape = tuple(w.type.get_shape())
     if len(w_shape) != 4 or w_shape[2:] != (3, 3):
+        return None
+    if len(conv.strides.get_values()) != 2 or len(conv.dilations.get_values()) != 2:
         return None
     try:
         weight = constant_value(ctx, w)

@@ -23,18 +23,34 @@ the module (see `pconv_mlir.elements`), so a module goes with the context it was
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
+import struct
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from functools import cache
+from math import prod
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import Builtin, FileLineColLoc, IntAttr, ModuleOp, StringAttr
-from xdsl.ir import Dialect, Operation
-from xdsl.parser import Parser
+from xdsl.dialects.builtin import (
+    AnyDenseElement,
+    Builtin,
+    DenseIntOrFPElementsAttr,
+    FileLineColLoc,
+    IntAttr,
+    ModuleOp,
+    RankedStructure,
+    ShapedType,
+    StringAttr,
+)
+from xdsl.ir import Attribute, Dialect, Operation, TypeAttribute
+from xdsl.parser import Parser, ParserState
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+from xdsl.utils.lexer import Input, Span
+from xdsl.utils.mlir_lexer import MLIRLexer, MLIRToken, MLIRTokenKind
 
 from pconv_mlir.elements import BlobStore, storage_of
 from pconv_mlir.errors import PconvError, first_line, format_op_error
@@ -106,54 +122,237 @@ def default_context() -> Context:
 
 
 class LocatedVerifyException(VerifyException):
-    """A verifier error raised while parsing (an attribute's), with the op's source location."""
+    """A diagnostic raised while parsing (an attribute's verifier), with the op's location."""
 
     def __init__(self, message: str, location: str):
         super().__init__(message)
         self.location = location
 
 
+MAX_DENSE_ELEMENTS = 1 << 26
+"""The most elements a `dense<...>` literal may have. xDSL's parser expands a splat into a
+Python list of every element before packing it (about 50 ns and 8 bytes an element), so a
+splat of `tensor<65536x65536xf32>` would exhaust memory; large constants belong in
+`dense_resource` blobs, which are read without expansion."""
+
+MAX_INTEGER_WIDTH = (1 << 24) - 1
+"""MLIR's limit on the width of an integer type. xDSL has none and computes the range of an
+`i1000000000` value as a Python integer of that many bits (seconds, and gigabytes beyond)."""
+
+_STRING_BODY = re.compile(r'(?:[^"\\\n\v\f]++|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+')
+"""What may follow the opening quote of a string literal, as xDSL's lexer accepts it, matched
+without backtracking (possessive quantifiers): a linear scan even when the string is not closed.
+"""
+
+
+class LinearLexer(MLIRLexer):
+    """xDSL's lexer with a string-literal regex that runs in linear time.
+
+    xDSL's `_unescaped_characters_regex`, `"(?:[^"\\\n\v\f]+|\\(...))*"`, nests `+` in `*`:
+    when a string is not closed, the regex engine tries every way of splitting the characters
+    between the two quantifiers, 2**n for n characters (see docs/upstream-xdsl.md). Here both
+    are possessive, and a string that does not close gets a message saying why, at the
+    character where it stops.
+    """
+
+    _unescaped_characters_regex = re.compile('"' + _STRING_BODY.pattern + '"')
+
+    def _lex_string_literal(self, start_pos: int) -> MLIRToken:
+        content = self.input.content
+        body = _STRING_BODY.match(content, start_pos + 1)
+        assert body is not None  # the body may be empty: it always matches
+        stop = body.end()
+        if stop >= len(content) or content[stop] in "\n\r":
+            raise ParseError(
+                Span(start_pos, start_pos + 1, self.input), "unterminated string literal"
+            )
+        if content[stop] == "\\":
+            raise ParseError(
+                Span(stop, min(stop + 2, len(content)), self.input),
+                'unknown escape in string literal (allowed: \\" \\\\ \\n \\t \\XX)',
+            )
+        if content[stop] != '"':
+            raise ParseError(
+                Span(stop, stop + 1, self.input),
+                f"invalid character {content[stop]!r} in string literal",
+            )
+        return super()._lex_string_literal(start_pos)
+
+
+def _internal_message(error: BaseException, what: str = "xDSL") -> str:
+    """One line for an error that xDSL raised without a diagnostic (a bug of its own)."""
+    if isinstance(error, struct.error):
+        return "integer out of range for its element type"
+    if isinstance(error, MemoryError):
+        return "out of memory"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if isinstance(error, ValueError) and "integer string conversion" in str(error):
+        return f"integer literal of more than {sys.get_int_max_str_digits()} digits"
+    return f"malformed IR: {what} failed with {type(error).__name__}: {first_line(error)}"
+
+
 class LocatingParser(Parser):
     """xDSL's parser, which also gives every parsed op a `FileLineColLoc` of where it starts.
 
     An explicit `loc(...)` in the source wins. `line_offset` shifts line numbers for a chunk of
-    a file cut with `--split-input-file`.
+    a file cut with `--split-input-file`. Beyond xDSL's parser it
+
+    - lexes with `LinearLexer` (no exponential time on an unclosed string literal);
+    - refuses a `dense<...>` literal of more than `MAX_DENSE_ELEMENTS` elements before xDSL
+      expands it, and reports a value out of range of its element type at the literal;
+    - refuses integer types wider than `MAX_INTEGER_WIDTH` bits, as MLIR does;
+    - turns any other exception that xDSL raises while parsing an op (a Python error, not a
+      diagnostic: `struct.error` for `array<i64: 99999999999999999999>`, ...) into a
+      `ParseError` at the op.
     """
 
     def __init__(
         self, ctx: Context, source: str | bytes, name: str = "<unknown>", line_offset: int = 0
     ):
-        super().__init__(ctx, source, name)
-        self.source_bytes = source.encode() if isinstance(source, str) else source
+        text = source.decode() if isinstance(source, bytes) else source
+        super().__init__(ctx, "", name)
+        self._resume_from(ParserState(LinearLexer(Input(text, name))))  # lex with LinearLexer
         self.source_name = name
         self.line_offset = line_offset
+        self._counted = (0, 1)  # (position, its line): ops come in order, count lines from here
 
-    def _location(self, position: int) -> FileLineColLoc:
-        text = self.source_bytes
-        line = text.count(b"\n", 0, position) + 1 + self.line_offset
-        column = position - (text.rfind(b"\n", 0, position) + 1) + 1
-        return FileLineColLoc(StringAttr(self.source_name), IntAttr(line), IntAttr(column))
+    def location_for(self, position: int) -> FileLineColLoc:
+        """The `FileLineColLoc` of a position in the text."""
+        text = self.lexer.input.content
+        counted, line = self._counted
+        if position < counted:
+            counted, line = 0, 1
+        line += text.count("\n", counted, position)
+        self._counted = (position, line)
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        return FileLineColLoc(
+            StringAttr(self.source_name), IntAttr(line + self.line_offset), IntAttr(column)
+        )
 
     def location_text(self, position: int) -> str:
-        loc = self._location(position)
+        loc = self.location_for(position)
         return f"{loc.filename.data}:{loc.line.data}:{loc.column.data}"
 
     def parse_operation(self) -> Operation:
         start = self.pos
         try:
             op = super().parse_operation()
-        except LocatedVerifyException:
+        except (ParseError, LocatedVerifyException):
             raise
-        except VerifyException as e:
+        except DiagnosticException as e:  # an attribute's verifier, while it was parsed
             raise LocatedVerifyException(first_line(e), self.location_text(start)) from None
+        except Exception as e:  # xDSL failed without a diagnostic: locate it at the op
+            self.raise_error(_internal_message(e, "xDSL's parser"), start, self.pos)
         if not isinstance(op.location, FileLineColLoc):
-            op.location = self._location(start)
+            op.location = self.location_for(start)
         return op
 
+    def _parse_optional_integer_or_float_type(self) -> TypeAttribute | None:
+        token = self._current_token
+        if token.kind == MLIRTokenKind.BARE_IDENT:
+            match = self._builtin_integer_type_regex.match(token.text)
+            digits = match.group(1) if match is not None else ""
+            if digits and (len(digits) > 8 or int(digits) > MAX_INTEGER_WIDTH):
+                self.raise_error(
+                    f"integer bitwidth is limited to {MAX_INTEGER_WIDTH} bits", token.span
+                )
+        return super()._parse_optional_integer_or_float_type()
 
+    def _dense_start(self) -> int:
+        """Where the `dense` keyword before the current `<` starts (else the `<`)."""
+        text, position = self.lexer.input.content, self.pos
+        keyword = text.rfind("dense", max(0, position - 64), position)
+        if keyword >= 0 and not text[keyword + 5 : position].strip():
+            return keyword
+        return position
+
+    def _check_dense_size(self, type: Attribute, start: int) -> None:
+        shape = type.get_shape() if isinstance(type, ShapedType) else ()
+        count = prod(shape)
+        if count > MAX_DENSE_ELEMENTS:
+            self.raise_error(
+                f"dense literal of type {type} has {count} elements, more than the "
+                f"{MAX_DENSE_ELEMENTS} pconv-mlir parses (use dense_resource for large data)",
+                start,
+                self.pos,
+            )
+
+    def parse_dense_int_or_fp_elements_attr(
+        self, type: RankedStructure[AnyDenseElement] | None
+    ) -> DenseIntOrFPElementsAttr:
+        start = self._dense_start()
+        if type is not None:
+            self._check_dense_size(type, start)
+        try:
+            return super().parse_dense_int_or_fp_elements_attr(type)
+        except (ValueError, OverflowError, struct.error) as e:  # an element out of range
+            self.raise_error(first_line(e), start, self.pos)
+
+    def _parse_dense_literal_type(self) -> RankedStructure[AnyDenseElement]:
+        # The type of a literal, parsed before xDSL expands a splat to that many elements.
+        start = self.pos
+        type = super()._parse_dense_literal_type()
+        self._check_dense_size(type, start)
+        return type
+
+
+class _MetadataReader:
+    """Reads the `{-# ... #-}` section token by token; failures are located `PconvError`s.
+
+    String tokens are delimited with `str.find` (hex payloads can be hundreds of MB), the
+    short rest with one regular expression.
+    """
+
+    _TOKEN = re.compile(
+        r'(?:\s++|//[^\n]*+)*+(?:(#-\})|([{}:,])|([A-Za-z_][\w$.\-]*+)|(")|([^\s{}:,"]++))?'
+    )
+
+    def __init__(self, text: str, pos: int, name: str, line_offset: int):
+        self.text, self.pos, self.name, self.line_offset = text, pos, name, line_offset
+
+    def fail(self, position: int, message: str) -> PconvError:
+        return PconvError(
+            f"{_line_col(self.text, position, self.name, self.line_offset)}: error: {message}"
+        )
+
+    def next(self) -> tuple[str, int, int]:
+        """(kind, start, end) of the next token; kinds: `_TOKEN_KINDS` and `eof`."""
+        match = self._TOKEN.match(self.text, self.pos)
+        assert match is not None  # everything in the pattern is optional
+        kind = next(
+            (k for k, g in zip(_TOKEN_KINDS, match.groups(), strict=True) if g is not None), "eof"
+        )
+        start = match.start(match.lastindex) if match.lastindex else match.end()
+        end = match.end()
+        if kind == "string":
+            close = self.text.find('"', start + 1)
+            newline = self.text.find("\n", start + 1, close if close >= 0 else len(self.text))
+            if close < 0 or newline >= 0:
+                raise self.fail(start, "unterminated string in the resources section")
+            end = close + 1
+        self.pos = end
+        return kind, start, end
+
+    def expect(
+        self, what: str, kinds: tuple[str, ...] = (), texts: tuple[str, ...] = ()
+    ) -> tuple[int, int]:
+        """(start, end) of the next token, which must be of one of `kinds` or spell one of
+        `texts`."""
+        found, start, end = self.next()
+        if found not in kinds and self.text[start:end] not in texts:
+            if found == "eof":
+                shown = "the end of the file"
+            else:
+                token = self.text[start:end]
+                shown = repr(token if len(token) <= 24 else token[:20] + "...")
+            raise self.fail(start, f"expected {what} in the resources section, found {shown}")
+        return start, end
+
+
+_TOKEN_KINDS = ("end", "punct", "ident", "string", "other")
 _METADATA_START = re.compile(r"^\{-#", re.MULTILINE)
-_DIALECT_OPEN = re.compile(r"([A-Za-z_][\w$.]*)\s*:\s*\{")
-_KEY_BEFORE_VALUE = re.compile(r'([A-Za-z_][\w$.\-]*|"[^"]*")\s*:\s*$')
+_NOT_HEX = re.compile(r"[^0-9A-Fa-f]")
 _RESOURCE_REF = re.compile(r"dense_resource<([^>]+)>")
 
 
@@ -168,47 +367,72 @@ def split_resources(
 ) -> tuple[str, dict[str, str]]:
     """Split MLIR text into its operations and its builtin dialect resources (key -> hex).
 
-    The hex payloads (hundreds of MB for a large network) are delimited with `str.find`, which
-    scans at memory speed; only the short gaps between them (keys, braces, dialect names) go
-    through regular expressions, and xDSL's lexer never sees the payloads. A malformed section
-    is a located `PconvError`.
+    The section is `{-# dialect_resources: {builtin: {key: "0x...", ...}} #-}` at the start of
+    a line, after the operations. The hex payloads (hundreds of MB for a large network) are
+    delimited with `str.find`, which scans at memory speed, and xDSL's lexer never sees them.
+    Anything else (another dialect's resources, `external_resources`, a malformed section,
+    text after it) is a located `PconvError`.
     """
     start = _METADATA_START.search(text)
     if start is None:
         return text, {}
-
-    def fail(position: int, message: str) -> PconvError:
-        return PconvError(f"{_line_col(text, position, name, line_offset)}: error: {message}")
-
+    reader = _MetadataReader(text, start.end(), name, line_offset)
     resources: dict[str, str] = {}
-    dialect: str | None = None
-    gap_start = pos = start.start()
-    while (quote := text.find('"', pos)) >= 0:
-        close = text.find('"', quote + 1)
-        if close < 0:
-            raise fail(quote, "unterminated string in the resources section")
-        pos = close + 1
-        if not text.startswith("0x", quote + 1):
-            continue  # a quoted key: part of the gap before its value
-        gap = text[gap_start:quote]
-        gap_start = pos
-        if "external_resources" in gap:
-            raise fail(quote, "external_resources in the file metadata are not supported")
-        for opened in _DIALECT_OPEN.finditer(gap):
-            if opened.group(1) != "dialect_resources":
-                dialect = opened.group(1)
-        key = _KEY_BEFORE_VALUE.search(gap)
-        if key is None:
-            raise fail(quote, "malformed resources section: expected 'key: \"0x...\"'")
-        if dialect != "builtin":
-            what = f"dialect '{dialect}'" if dialect else "an unnamed dialect"
-            raise fail(quote, f"resources of {what} are not supported (only builtin)")
-        payload = text[quote + 3 : close]
-        bad = re.search(r"[^0-9A-Fa-f]", payload)
-        if bad is not None or len(payload) % 2:
-            where = quote + 3 + (bad.start() if bad is not None else len(payload))
-            raise fail(where, f"resource '{key.group(1).strip(chr(34))}' is not whole hex bytes")
-        resources[key.group(1).strip('"')] = text[quote + 1 : close]
+
+    def comma_list(item: Callable[[], None], closing: str) -> None:
+        """`item (, item)*` up to `closing`, which may also come first (an empty list)."""
+        _, first, end = reader.next()
+        if text[first:end] == closing:
+            return
+        reader.pos = first
+        while True:
+            item()
+            at, end = reader.expect(f"',' or '{closing}'", texts=(",", closing))
+            if text[at:end] == closing:
+                return
+
+    def resource() -> None:
+        at, end = reader.expect("a resource key", ("ident", "string"))
+        key = text[at:end].strip('"')
+        reader.expect("':'", texts=(":",))
+        quote, end = reader.expect('a hex string "0x..."', ("string",))
+        close = end - 1
+        if not text.startswith('"0x', quote):
+            raise reader.fail(quote, f"resource '{key}' is not a hex string \"0x...\"")
+        bad = _NOT_HEX.search(text, quote + 3, close)
+        if bad is not None or (close - quote - 3) % 2:
+            raise reader.fail(
+                bad.start() if bad else close, f"resource '{key}' is not whole hex bytes"
+            )
+        if key in resources:
+            raise reader.fail(at, f"resource '{key}' is defined twice")
+        resources[key] = text[quote + 1 : close]
+
+    def dialect() -> None:
+        at, end = reader.expect("a dialect name", ("ident",))
+        reader.expect("':'", texts=(":",))
+        if text[at:end] != "builtin":
+            raise reader.fail(
+                at, f"resources of dialect '{text[at:end]}' are not supported (only builtin)"
+            )
+        reader.expect("'{'", texts=("{",))
+        comma_list(resource, "}")
+
+    def entry() -> None:
+        at, end = reader.expect("'dialect_resources'", ("ident",))
+        word = text[at:end]
+        if word == "external_resources":
+            raise reader.fail(at, "external_resources in the file metadata are not supported")
+        if word != "dialect_resources":
+            raise reader.fail(at, f"unknown key '{word}' in the file metadata")
+        reader.expect("':'", texts=(":",))
+        reader.expect("'{'", texts=("{",))
+        comma_list(dialect, "}")
+
+    comma_list(entry, "#-}")
+    kind, at, end = reader.next()
+    if kind != "eof":
+        raise reader.fail(at, "unexpected text after the file metadata {-# ... #-}")
     return text[: start.start()], resources
 
 
@@ -228,7 +452,16 @@ def parse_module(
     located line for anything it cannot parse or that fails a verifier while parsing.
     """
     ctx = default_context() if ctx is None else ctx
-    text = source.decode() if isinstance(source, bytes) else source
+    if isinstance(source, bytes):
+        try:
+            text = source.decode()
+        except UnicodeDecodeError as e:
+            where = _line_col(
+                source[: e.start].decode(errors="replace"), e.start, name, line_offset
+            )
+            raise PconvError(f"{where}: error: the file is not UTF-8 ({e.reason})") from None
+    else:
+        text = source
     storage = storage_of(ctx)
     body, resources = split_resources(text, name, line_offset)
 
@@ -247,12 +480,24 @@ def parse_module(
             lambda m: f"dense_resource<{renamed.get(m.group(1), m.group(1))}>", body
         )
 
+    parser = LocatingParser(ctx, body, name, line_offset)
+    first = parser.pos
     try:
-        module = LocatingParser(ctx, body, name, line_offset).parse_module(implicit_module)
+        module = parser.parse_module(implicit_module)
     except ParseError as e:
-        raise PconvError(format_parse_error(e)) from None
+        raise PconvError(format_parse_error(e, line_offset)) from None
     except LocatedVerifyException as e:
         raise PconvError(f"{e.location}: error: {first_line(e)}") from None
+    except Exception as e:  # outside any op (an alias, the end of the file): where it stopped
+        where = parser.location_text(min(parser.pos, len(body)))
+        message = (
+            first_line(e)
+            if isinstance(e, DiagnosticException)
+            else _internal_message(e, "xDSL's parser")
+        )
+        raise PconvError(f"{where}: error: {message}") from None
+    if not isinstance(module.location, FileLineColLoc):  # an implicit module: its first op
+        module.location = parser.location_for(first)
     for key, blob in resources.items():
         key = renamed.get(key, key)
         if storage.lookup(key) is None:
@@ -261,10 +506,11 @@ def parse_module(
     return module
 
 
-def format_parse_error(error: ParseError) -> str:
-    """One diagnostic line for a parse error."""
-    loc = error.span.get_location()
-    return f"{loc.file}:{loc.line}:{loc.col}: error: {first_line(error.msg)}"
+def format_parse_error(error: ParseError, line_offset: int = 0) -> str:
+    """One diagnostic line for a parse error (`line_offset`: lines before the chunk parsed)."""
+    loc = dataclasses.replace(error.span, line_offset=error.span.line_offset + line_offset)
+    where = loc.get_location()
+    return f"{where.file}:{where.line}:{where.col}: error: {first_line(error.msg)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,8 +555,10 @@ def _walk_preorder(op: Operation) -> Iterator[Operation]:
 def describe_failure(module: Operation | None, error: BaseException) -> str:
     """One diagnostic line for an error raised while verifying or transforming `module`.
 
-    Our own errors are already one line (located when they name an op); a verifier failure is
-    located by verifying `module` again op by op, outermost first.
+    Our own errors are already one line (located when they name an op). A verifier failure is
+    located by verifying `module` again op by op, outermost first; so is any other exception
+    that an op's verifier raises (xDSL's verifiers sometimes fail with a plain `ValueError`
+    on malformed ops): the op whose own verifier raises the same error is the one named.
     """
     if isinstance(error, PconvError):
         return first_line(error)
@@ -318,12 +566,19 @@ def describe_failure(module: Operation | None, error: BaseException) -> str:
         return format_parse_error(error)
     if isinstance(error, LocatedVerifyException):
         return f"{error.location}: error: {first_line(error)}"
-    if module is not None and isinstance(error, VerifyException):
+    message = first_line(error)
+    if module is not None and isinstance(error, Exception):
         for op in _walk_preorder(module):
             try:
                 op.verify(verify_nested_ops=False)
             except VerifyException as e:
-                return format_op_error(op, first_line(e))
+                if isinstance(error, VerifyException):
+                    return format_op_error(op, first_line(e))
             except DiagnosticException:
                 break
-    return f"<unknown>: error: {first_line(error)}"
+            except Exception as e:
+                if type(e) is type(error) and str(e) == str(error):
+                    return format_op_error(op, _internal_message(e, "its verifier"))
+    if not isinstance(error, DiagnosticException):
+        message = _internal_message(error)
+    return f"<unknown>: error: {message}"

@@ -111,6 +111,11 @@ class Pipeline:
                 raise
             except DiagnosticException as e:
                 raise PconvError(describe_failure(module, e)) from None
+            except Exception as e:  # xDSL's verifiers sometimes raise plain Python errors
+                line = describe_failure(module, e)
+                if line.startswith("<unknown>"):
+                    raise  # not an op's fault that we can name: a bug, keep the traceback
+                raise PconvError(line) from e
         if isinstance(program, str):
             return print_module(module, ctx, generic=generic)
         return module

@@ -3,7 +3,9 @@
 The tool subclasses `xDSLOptMain` and overrides only its registration hooks. `main` wraps the
 run so that every user mistake (malformed IR, an unknown pass, an op that fails its verifier,
 a missing file) is one `file:line:col: error: ...` line on stderr and exit code 1, and an
-output file (`-o`) is written only when the whole run succeeds.
+output file (`-o`) is written only when the whole run succeeds: it is written to a temporary
+next to it and renamed at the end. SIGTERM and SIGINT stop the run with exit code 128 + the
+signal's number and remove the temporary.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import argparse
 import inspect
 import os
 import re
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import IO
 
 from xdsl.dialects.builtin import ModuleOp
@@ -28,7 +33,7 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 
 from pconv_mlir import pipeline, toolchain, universe
 from pconv_mlir.elements import using_storage
-from pconv_mlir.errors import PconvError
+from pconv_mlir.errors import PconvError, first_line
 from pconv_mlir.ir import describe_failure, format_parse_error, parse_module
 
 TOOL = "pconv-opt"
@@ -128,12 +133,58 @@ def _error(message: str) -> int:
     return 1
 
 
+class _Signalled(BaseException):
+    """SIGTERM or SIGINT arrived: unwinds the run (not an `Exception`, so nothing swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise `_Signalled`, so that `finally` blocks run.
+
+    A second signal while unwinding is ignored. Signals left ignored by the parent stay
+    ignored; off the main thread (where Python cannot set handlers) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = [s for s in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(s) != signal.SIG_IGN]
+
+    def stop(signum: int, _frame: object) -> None:
+        for s in signals:
+            signal.signal(s, signal.SIG_IGN)
+        raise _Signalled(signum)
+
+    previous = {s: signal.signal(s, stop) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run pconv-opt; returns the exit code (0 success, 1 a diagnostic, 2 bad usage)."""
+    """Run pconv-opt; returns the exit code (0 success, 1 a diagnostic, 2 bad usage, 128 + N
+    when stopped by signal N)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    with _stop_on_signals():
+        try:
+            return _run(argv)
+        except _Signalled as e:
+            name = signal.Signals(e.signum).name
+            what = "interrupted" if e.signum == signal.SIGINT else "terminated"
+            print(f"{TOOL}: {what} ({name})", file=sys.stderr)
+            return 128 + e.signum
+
+
+def _run(argv: list[str]) -> int:
     toolchain.configure_xdsl()
     tool: PconvOptMain | None = None
     final_output: str | None = None
+    temporary: str | None = None
     succeeded = False
     try:
         try:
@@ -143,10 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if tool.args.output_file:
             final_output = tool.args.output_file
             directory = os.path.dirname(os.path.abspath(final_output))
-            handle, tool.args.output_file = tempfile.mkstemp(
-                prefix=".pconv-opt-", suffix=".tmp", dir=directory
-            )
+            handle, temporary = tempfile.mkstemp(prefix=".pconv-opt-", suffix=".tmp", dir=directory)
             os.close(handle)
+            tool.args.output_file = temporary
         with using_storage(tool.ctx):  # verifiers read dense_resource data from this context
             tool.run()
         succeeded = True
@@ -162,17 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if tool is not None and e.filename == tool.args.input_file:
             return _error(f"{e.filename}: error: could not open input file: {e.strerror}")
         return _error(f"{final_output or e.filename}: error: could not write: {e.strerror}")
-    except KeyboardInterrupt:
-        return _error(f"{TOOL}: interrupted")
+    except KeyboardInterrupt as e:  # SIGINT when the handler could not be installed
+        raise _Signalled(signal.SIGINT) from e
     except Exception as e:
         if os.environ.get("PCONV_DEBUG"):
             raise
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        return _error(f"{TOOL}: error: {first} (set PCONV_DEBUG=1 for a traceback)")
+        # xDSL's verifiers may fail with a plain Python error on a malformed op: locate it.
+        line = describe_failure(tool.last_module if tool is not None else None, e)
+        if line.startswith("<unknown>:"):
+            line = f"{TOOL}: error: {first_line(e)} (set PCONV_DEBUG=1 for a traceback)"
+        return _error(line)
     finally:
-        if final_output is not None and tool is not None:
-            temporary = tool.args.output_file
-            if succeeded:
+        if temporary is not None:
+            if succeeded and final_output is not None:
                 os.replace(temporary, final_output)
             elif os.path.exists(temporary):
                 os.unlink(temporary)
