@@ -35,6 +35,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue
 from xdsl.irdl import (
+    AttrSizedOperandSegments,
     IRDLOperation,
     irdl_attr_definition,
     irdl_op_definition,
@@ -52,24 +53,31 @@ from pconv_mlir import fkw
 from pconv_mlir.elements import ElementsError, constant_value, dense_array, dense_attr
 from pconv_mlir.errors import OptionError
 from pconv_mlir.patterns import (
-    CENTRE_TAP,
     DEFAULT_TAPS,
+    SQUARE,
     WINDOW,
-    WINDOW_TAPS,
+    Window,
+    centre_tap,
+    dense_pattern,
     format_pattern,
+    outside_patterns,
     pattern_masks,
+    window_taps,
 )
 
 
 @irdl_attr_definition
 class PatternSetAttr(ParametrizedAttribute):
-    """A set of K kernel patterns over a 3x3 window, each keeping the same number of taps.
+    """A set of K kernel patterns over a KH x KW window (3x3 unless said), each keeping the
+    same number of taps.
 
-    A pattern lists the kept taps (row-major, 0..8). `taps` is the number every pattern keeps;
-    unless `centre = false`, every pattern must keep the centre tap 4.
+    A pattern lists the kept taps (row-major, `tap = KW * row + col`). `taps` is the number
+    every pattern keeps; unless `centre = false`, every pattern must keep the centre tap (4 of
+    a 3x3 window; an even window has none). The dense set of a window holds its one full mask.
 
         #pconv.pattern_set<[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4>
-        #pconv.pattern_set<[[0, 1, 2, 3, 4, 5, 6, 7, 8]], taps = 9>      // the dense set
+        #pconv.pattern_set<[[0, 1, 2, 3, 4, 5, 6, 7, 8]], taps = 9>      // dense 3x3
+        #pconv.pattern_set<[[0]], taps = 1, window = [1, 1]>            // 1x1
     """
 
     name = "pconv.pattern_set"
@@ -78,10 +86,15 @@ class PatternSetAttr(ParametrizedAttribute):
     taps: IntAttr
     centre: IntAttr
     """1 when every pattern must include the centre tap, 0 otherwise."""
+    window: ArrayAttr[IntAttr]
+    """(KH, KW)."""
 
     @staticmethod
     def get(
-        patterns: Iterable[Iterable[int]], taps: int | None = None, centre: bool = True
+        patterns: Iterable[Iterable[int]],
+        taps: int | None = None,
+        centre: bool = True,
+        window: Window = SQUARE,
     ) -> PatternSetAttr:
         """Build a set from tap lists; `taps` defaults to the size of the first pattern."""
         masks = [sorted(int(t) for t in p) for p in patterns]
@@ -91,24 +104,41 @@ class PatternSetAttr(ParametrizedAttribute):
             ArrayAttr(ArrayAttr(IntAttr(t) for t in m) for m in masks),
             IntAttr(taps),
             IntAttr(int(centre)),
+            ArrayAttr(IntAttr(int(d)) for d in window),
         )
 
     @staticmethod
-    def dense() -> PatternSetAttr:
-        """The set holding the single 9-tap mask: an ordinary dense 3x3 convolution."""
-        return PatternSetAttr.get([range(WINDOW_TAPS)], taps=WINDOW_TAPS)
+    def dense(window: Window = SQUARE) -> PatternSetAttr:
+        """The set holding the single full mask of `window`: an ordinary dense convolution."""
+        return PatternSetAttr.get(
+            [dense_pattern(window)],
+            taps=window_taps(window),
+            centre=centre_tap(window) is not None,
+            window=window,
+        )
 
     @property
     def patterns(self) -> list[tuple[int, ...]]:
         """The patterns as tuples of tap indices."""
         return [tuple(t.data for t in m) for m in self.masks]
 
+    @property
+    def kernel_window(self) -> Window:
+        """(KH, KW) of the window the patterns are over."""
+        kh, kw = (d.data for d in self.window)
+        return kh, kw
+
+    @property
+    def is_dense(self) -> bool:
+        """Whether the set is the one full mask of its window."""
+        return self.patterns == [dense_pattern(self.kernel_window)]
+
     def __len__(self) -> int:
         return len(self.masks)
 
     def mask_array(self) -> np.ndarray:
-        """A boolean array [K, 3, 3]: entry k is True where pattern k keeps a tap."""
-        return pattern_masks(self.patterns)
+        """A boolean array [K, KH, KW]: entry k is True where pattern k keeps a tap."""
+        return pattern_masks(self.patterns, self.kernel_window)
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
@@ -119,7 +149,7 @@ class PatternSetAttr(ParametrizedAttribute):
                     parser.Delimiter.SQUARE, parser.parse_integer
                 ),
             )
-            taps, centre = DEFAULT_TAPS, True
+            taps, centre, window = DEFAULT_TAPS, True, [WINDOW, WINDOW]
             while parser.parse_optional_punctuation(",") is not None:
                 key = parser.parse_identifier()
                 parser.parse_punctuation("=")
@@ -127,12 +157,17 @@ class PatternSetAttr(ParametrizedAttribute):
                     taps = parser.parse_integer(allow_boolean=False)
                 elif key == "centre":
                     centre = parser.parse_boolean()
+                elif key == "window":
+                    window = parser.parse_comma_separated_list(
+                        parser.Delimiter.SQUARE, parser.parse_integer
+                    )
                 else:
                     parser.raise_error(f"unknown pattern_set parameter '{key}'")
         return (
             ArrayAttr(ArrayAttr(IntAttr(t) for t in m) for m in masks),
             IntAttr(taps),
             IntAttr(int(centre)),
+            ArrayAttr(IntAttr(d) for d in window),
         )
 
     def print_parameters(self, printer: Printer) -> None:
@@ -140,26 +175,40 @@ class PatternSetAttr(ParametrizedAttribute):
         printer.print_string(f"<[{body}], taps = {self.taps.data}")
         if not self.centre.data:
             printer.print_string(", centre = false")
+        if self.kernel_window != SQUARE:
+            kh, kw = self.kernel_window
+            printer.print_string(f", window = [{kh}, {kw}]")
         printer.print_string(">")
 
     def verify(self) -> None:
+        if len(self.window.data) != 2 or any(not 1 <= d.data <= 64 for d in self.window.data):
+            values = [d.data for d in self.window.data]
+            raise VerifyException(f"pattern_set window {values} is not two sizes in 1..64")
+        window = self.kernel_window
+        size = window_taps(window)
+        shape = f"{window[0]}x{window[1]}"
         taps = self.taps.data
-        if not 1 <= taps <= WINDOW_TAPS:
-            raise VerifyException(f"pattern_set taps = {taps} is outside 1..{WINDOW_TAPS}")
+        if not 1 <= taps <= size:
+            raise VerifyException(f"pattern_set taps = {taps} is outside 1..{size}")
         if not self.masks.data:
             raise VerifyException("pattern_set holds no pattern")
+        middle = centre_tap(window)
+        if self.centre.data and middle is None:
+            raise VerifyException(f"a {shape} window has no centre tap: say centre = false")
         seen: dict[tuple[int, ...], int] = {}
         for k, pattern in enumerate(self.patterns):
-            bad = [t for t in pattern if not 0 <= t < WINDOW_TAPS]
+            bad = [t for t in pattern if not 0 <= t < size]
             if bad:
-                raise VerifyException(f"pattern {k} has tap {bad[0]} outside the 3x3 window 0..8")
+                raise VerifyException(
+                    f"pattern {k} has tap {bad[0]} outside the {shape} window 0..{size - 1}"
+                )
             if len(set(pattern)) != len(pattern):
                 raise VerifyException(f"pattern {k} {format_pattern(pattern)} repeats a tap")
             if len(pattern) != taps:
                 raise VerifyException(f"pattern {k} has {len(pattern)} taps, the set allows {taps}")
-            if self.centre.data and CENTRE_TAP not in pattern:
+            if self.centre.data and middle not in pattern:
                 raise VerifyException(
-                    f"pattern {k} {format_pattern(pattern)} lacks the centre tap 4"
+                    f"pattern {k} {format_pattern(pattern)} lacks the centre tap {middle}"
                 )
             key = tuple(sorted(pattern))
             if key in seen:
@@ -308,9 +357,9 @@ def _pair(attr: DenseArrayBase, what: str, minimum: int) -> tuple[int, int]:
     return (int(values[0]), int(values[1]))
 
 
-def conv_output_size(size: int, stride: int, padding: int, dilation: int) -> int:
-    """Output extent of a 3x3 convolution along one axis."""
-    return (size + 2 * padding - dilation * (WINDOW - 1) - 1) // stride + 1
+def conv_output_size(size: int, stride: int, padding: int, dilation: int, kernel: int = 3) -> int:
+    """Output extent of a convolution with a `kernel`-wide window along one axis."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def conv_output_shape(
@@ -319,18 +368,23 @@ def conv_output_shape(
     strides: Sequence[int],
     padding: Sequence[int],
     dilation: Sequence[int],
+    window: Window = SQUARE,
 ) -> tuple[int, int, int, int]:
-    """NCHW result shape of a 3x3 convolution of an input of `x_shape` with `filters` filters."""
+    """NCHW result shape of a convolution of an input of `x_shape` with `filters` filters."""
     n, _c, h, w = x_shape
-    oh = conv_output_size(h, strides[0], padding[0], dilation[0])
-    ow = conv_output_size(w, strides[1], padding[1], dilation[1])
+    oh = conv_output_size(h, strides[0], padding[0], dilation[0], window[0])
+    ow = conv_output_size(w, strides[1], padding[1], dilation[1], window[1])
     return (n, filters, oh, ow)
 
 
 def _window_properties(
-    strides: Sequence[int], padding: Sequence[int], dilation: Sequence[int], relu: bool
+    strides: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    relu: bool,
+    relu6: bool,
 ) -> dict[str, Attribute]:
-    """The window properties both pconv ops carry; `window_of` reads them back."""
+    """The window and epilogue properties both pconv ops carry; `window_of` reads them back."""
     properties: dict[str, Attribute] = {
         "strides": DenseArrayBase.from_list(i64, strides),
         "padding": DenseArrayBase.from_list(i64, padding),
@@ -338,16 +392,20 @@ def _window_properties(
     }
     if relu:
         properties["relu"] = UnitAttr()
+    if relu6:
+        properties["relu6"] = UnitAttr()
     return properties
 
 
 def window_of(op: Conv2dOp | FkwConv2dOp) -> dict[str, Any]:
-    """The window of a pconv op as constructor keywords: strides, padding, dilation, relu."""
+    """The window and epilogue of a pconv op as constructor keywords: strides, padding,
+    dilation, relu, relu6."""
     return {
         "strides": tuple(int(v) for v in op.strides.get_values()),
         "padding": tuple(int(v) for v in op.padding.get_values()),
         "dilation": tuple(int(v) for v in op.dilation.get_values()),
         "relu": op.relu is not None,
+        "relu6": op.relu6 is not None,
     }
 
 
@@ -383,14 +441,21 @@ def _conv_common_verify(
     sh, sw = _pair(op.strides, "strides", 1)
     ph, pw = _pair(op.padding, "padding", 0)
     dh, dw = _pair(op.dilation, "dilation", 1)
-    oh, ow = conv_output_size(h, sh, ph, dh), conv_output_size(w, sw, pw, dw)
+    kh, kw = op.patterns.kernel_window
+    oh, ow = conv_output_size(h, sh, ph, dh, kh), conv_output_size(w, sw, pw, dw, kw)
     if oh < 1 or ow < 1:
-        raise VerifyException(f"a {h}x{w} input is too small for this 3x3 window")
+        raise VerifyException(f"a {h}x{w} input is too small for this {kh}x{kw} window")
     expected = (n, filters, oh, ow)
     if out_shape != expected:
         raise VerifyException(
             f"result shape {'x'.join(map(str, out_shape))} does not match the expected "
             f"{'x'.join(map(str, expected))}"
+        )
+    if op.relu is not None and op.relu6 is not None:
+        raise VerifyException("relu and relu6 are exclusive: give one")
+    if op.residual is not None and _static_shape(op.residual, "residual") != out_shape:
+        raise VerifyException(
+            f"residual {op.residual.type} does not have the result's shape {op.result.type}"
         )
     if op.bias is not None:
         bias_shape = _static_shape(op.bias, "bias")
@@ -404,6 +469,10 @@ _F32_TENSOR = TensorType[Float32Type]
 _I32_TENSOR = TensorType[IntegerType]
 _PAIR = DenseArrayBase.constr(i64)
 _I32_ARRAY = DenseArrayBase.constr(IntegerType(32))
+
+
+def _optional(value: SSAValue | None) -> list[SSAValue]:
+    return [] if value is None else [value]
 
 
 def _verify_grouping(op: Conv2dOp | FkwConv2dOp, filters: int, order_required: bool) -> None:
@@ -433,10 +502,13 @@ def _verify_grouping(op: Conv2dOp | FkwConv2dOp, filters: int, order_required: b
 
 @irdl_op_definition
 class Conv2dOp(IRDLOperation):
-    """Pattern-sparse 2-D convolution, NCHW input and FCHW 3x3 weight, on tensors.
+    """Pattern-sparse 2-D convolution, NCHW input and FCHW weight (the pattern set's window,
+    3x3 unless said), on tensors.
 
     Kernel `weight[f, c]` keeps only the taps of pattern `kernel_patterns[f, c]` of the set; an id
-    of -1 marks a kernel removed by connectivity pruning. Optional bias and fused ReLU.
+    of -1 marks a kernel removed by connectivity pruning. The epilogue is fused: the result is
+    `act(conv + bias + residual)`, with an optional bias [F], an optional `residual` of the
+    result's shape (a ResNet shortcut) and `act` ReLU (`relu`), ReLU6 (`relu6`) or none.
 
         %y = pconv.conv2d %x, %w, %b patterns <[[1, 3, 4, 5]], taps = 4>
                kernel_patterns dense<[[0, -1]]> : tensor<1x2xi8> strides [1, 1] padding [1, 1]
@@ -452,7 +524,10 @@ class Conv2dOp(IRDLOperation):
     input = operand_def(_F32_TENSOR)
     weight = operand_def(_F32_TENSOR)
     bias = opt_operand_def(_F32_TENSOR)
+    residual = opt_operand_def(_F32_TENSOR)
     result = result_def(_F32_TENSOR)
+
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     patterns = prop_def(PatternSetAttr)
     kernel_patterns = prop_def(DenseIntOrFPElementsAttr)
@@ -460,16 +535,20 @@ class Conv2dOp(IRDLOperation):
     padding = prop_def(_PAIR)
     dilation = prop_def(_PAIR)
     relu = opt_prop_def(UnitAttr)
+    relu6 = opt_prop_def(UnitAttr)
     filter_order = opt_prop_def(_I32_ARRAY)
     """Set by pconv-fkr: the order in which filters are stored and computed (a permutation)."""
     filter_groups = opt_prop_def(_I32_ARRAY)
     """Set by pconv-fkr: group boundaries in `filter_order`, rising from 0 to F."""
 
     assembly_format = (
-        "$input `,` $weight (`,` $bias^)? `patterns` $patterns "
+        "$input `,` $weight (`,` $bias^)? (`residual` $residual^ `:` type($residual))? "
+        "`patterns` $patterns "
         "`kernel_patterns` $kernel_patterns `strides` $strides `padding` $padding "
-        "`dilation` $dilation (`relu` $relu^)? (`filter_order` $filter_order^)? "
-        "(`filter_groups` $filter_groups^)? attr-dict `:` functional-type(operands, results)"
+        "`dilation` $dilation (`relu` $relu^)? (`relu6` $relu6^)? "
+        "(`filter_order` $filter_order^)? "
+        "(`filter_groups` $filter_groups^)? attr-dict `:` `(` type($input) `,` type($weight) "
+        "(`,` type($bias)^)? `)` `->` type($result)"
     )
 
     def __init__(
@@ -486,18 +565,21 @@ class Conv2dOp(IRDLOperation):
         relu: bool = False,
         filter_order: Sequence[int] | None = None,
         filter_groups: Sequence[int] | None = None,
+        *,
+        residual: SSAValue | None = None,
+        relu6: bool = False,
     ):
         properties: dict[str, Attribute] = {
             "patterns": patterns,
             "kernel_patterns": kernel_patterns,
-            **_window_properties(strides, padding, dilation, relu),
+            **_window_properties(strides, padding, dilation, relu, relu6),
         }
         if filter_order is not None:
             properties["filter_order"] = DenseArrayBase.from_list(IntegerType(32), filter_order)
         if filter_groups is not None:
             properties["filter_groups"] = DenseArrayBase.from_list(IntegerType(32), filter_groups)
         super().__init__(
-            operands=[input, weight, [] if bias is None else [bias]],
+            operands=[input, weight, _optional(bias), _optional(residual)],
             result_types=[result_type],
             properties=properties,
         )
@@ -508,8 +590,12 @@ class Conv2dOp(IRDLOperation):
 
     def verify_(self) -> None:
         w_shape = _static_shape(self.weight, "weight")
-        if len(w_shape) != 4 or w_shape[2:] != (WINDOW, WINDOW):
-            raise VerifyException(f"weight must be FxCx3x3, got {'x'.join(map(str, w_shape))}")
+        kh, kw = self.patterns.kernel_window
+        if len(w_shape) != 4 or w_shape[2:] != (kh, kw):
+            raise VerifyException(
+                f"weight must be FxCx{kh}x{kw} (the pattern set's window), got "
+                f"{'x'.join(map(str, w_shape))}"
+            )
         filters, channels = w_shape[0], w_shape[1]
         _conv_common_verify(self, filters, channels)
 
@@ -537,18 +623,12 @@ class Conv2dOp(IRDLOperation):
         weight = constant_data(self.weight)
         if weight is None:
             return
-        masks = self.patterns.mask_array()
-        allowed = np.zeros((filters, channels, WINDOW, WINDOW), dtype=bool)
-        kept = ids >= 0
-        allowed[kept] = masks[ids[kept]]
-        outside = np.argwhere((weight != 0) & ~allowed)
-        if outside.size:
-            f, c, r, s = (int(v) for v in outside[0])
+        outside = outside_patterns(weight, ids, self.patterns.patterns)
+        if outside is not None:
+            f, c, tap = outside
             pid = int(ids[f, c])
             where = "a pruned kernel" if pid < 0 else f"pattern {pid}"
-            raise VerifyException(
-                f"weight ({f}, {c}) is nonzero at tap {r * WINDOW + s} outside {where}"
-            )
+            raise VerifyException(f"weight ({f}, {c}) is nonzero at tap {tap} outside {where}")
 
 
 @irdl_op_definition
@@ -579,7 +659,10 @@ class FkwConv2dOp(IRDLOperation):
     stride = operand_def(_I32_TENSOR)
     weight = operand_def(_F32_TENSOR)
     bias = opt_operand_def(_F32_TENSOR)
+    residual = opt_operand_def(_F32_TENSOR)
     result = result_def(_F32_TENSOR)
+
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     patterns = prop_def(PatternSetAttr)
     schedule = prop_def(ScheduleAttr)
@@ -587,14 +670,17 @@ class FkwConv2dOp(IRDLOperation):
     padding = prop_def(_PAIR)
     dilation = prop_def(_PAIR)
     relu = opt_prop_def(UnitAttr)
+    relu6 = opt_prop_def(UnitAttr)
     filter_groups = opt_prop_def(_I32_ARRAY)
     """Group boundaries over the stored filters, from pconv-fkr: filters computed together."""
 
     assembly_format = (
         "$input `,` $offset `,` $reorder `,` $index `,` $stride `,` $weight (`,` $bias^)? "
-        "`patterns` $patterns `schedule` $schedule `strides` $strides `padding` $padding "
-        "`dilation` $dilation (`relu` $relu^)? (`filter_groups` $filter_groups^)? attr-dict "
-        "`:` functional-type(operands, results)"
+        "(`residual` $residual^ `:` type($residual))? `patterns` $patterns `schedule` $schedule "
+        "`strides` $strides `padding` $padding `dilation` $dilation (`relu` $relu^)? "
+        "(`relu6` $relu6^)? (`filter_groups` $filter_groups^)? attr-dict `:` `(` type($input) "
+        "`,` type($offset) `,` type($reorder) `,` type($index) `,` type($stride) `,` "
+        "type($weight) (`,` type($bias)^)? `)` `->` type($result)"
     )
 
     def __init__(
@@ -610,17 +696,20 @@ class FkwConv2dOp(IRDLOperation):
         dilation: Sequence[int] = (1, 1),
         relu: bool = False,
         filter_groups: Sequence[int] | None = None,
+        *,
+        residual: SSAValue | None = None,
+        relu6: bool = False,
     ):
         """`fkw` is (offset, reorder, index, stride, weight)."""
         properties: dict[str, Attribute] = {
             "patterns": patterns,
             "schedule": schedule if schedule is not None else ScheduleAttr.get(),
-            **_window_properties(strides, padding, dilation, relu),
+            **_window_properties(strides, padding, dilation, relu, relu6),
         }
         if filter_groups is not None:
             properties["filter_groups"] = DenseArrayBase.from_list(IntegerType(32), filter_groups)
         super().__init__(
-            operands=[input, *fkw, [] if bias is None else [bias]],
+            operands=[input, *fkw, _optional(bias), _optional(residual)],
             result_types=[result_type],
             properties=properties,
         )

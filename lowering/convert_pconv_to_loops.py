@@ -27,7 +27,8 @@ Generated code, in outline (K patterns; OH', OW' the output rounded up to whole 
         for i0 in 0..F step G:                // the group i = i0 .. i0 + G - 1, in lock-step
                                               // (then the F mod G left over, one at a time)
           o_i = reorder[i]
-          acc[i][r][u][0] = b == 0 ? broadcast(bias[o_i]) (or 0) : out[n, o_i, oh0 + r, ow0 + u*V]
+          acc[i][r][u][0] = b == 0 ? broadcast(bias[o_i]) (or 0) [+ residual, copied to out first]
+                                   : out[n, o_i, oh0 + r, ow0 + u*V]
           for p in 0..K:                      // unrolled: one body per pattern
             lo_i, hi_i = stride[i, b*K + p], stride[i, b*K + p + 1]
             m = min_i(hi_i - lo_i)
@@ -36,10 +37,11 @@ Generated code, in outline (K patterns; OH', OW' the output rounded up to whole 
               kernel(k): base = index[k]*s_c + tile; w_t = broadcast(weight[k, t])
                 acc[r][u][t % P] = fma(vector.load xp[base + (r*sh + dr_t*dh)*s_y
                                                      + q_t*s_q + u*V + j_t], w_t, acc[r][u][t % P])
-          out[n, o_i, oh0 + r, ow0 + u*V] = sum of acc[i][r][u] (max with 0 when relu and B = 1)
-      when relu and B > 1: out[n, o, oh0 + r, ow0 + u*V] = max(that, 0) for every o
+          out[n, o_i, oh0 + r, ow0 + u*V] = act(sum of acc[i][r][u]) (act only when B = 1)
+      when B > 1 and an activation: out[n, o, oh0 + r, ow0 + u*V] = act(that) for every o
 
-where tap t of the pattern sits at (dr_t, dc_t) in the 3x3 window and its padded column
+where act is max(., 0) (relu) or min(max(., 0), 6) (relu6), and tap t of the pattern sits at
+(dr_t, dc_t) in the KH x KW window (the pattern set's) and its padded column
 offset dc_t*dw is j_t * sw + q_t. Each (row, tap) gets its own `vector.load` at the kernel's
 base plus a constant; `pconv-lre` then removes the loads that several taps and rows share.
 Tiles past the output edge write to a scratch output of OH' x OW' that is copied back. The
@@ -125,6 +127,8 @@ class ConvGeometry:
     pw: int
     dh: int
     dw: int
+    kh: int
+    kw: int
     unroll_rows: int
     unroll_cols: int
     vector_width: int
@@ -136,9 +140,12 @@ class ConvGeometry:
         sh, sw = (int(v) for v in op.strides.get_values())
         ph, pw = (int(v) for v in op.padding.get_values())
         dh, dw = (int(v) for v in op.dilation.get_values())
+        kh, kw = op.patterns.kernel_window
         rows, cols = register_tile(oh, ow, op.schedule)
         width = op.schedule["vector_width"]
-        return ConvGeometry(n, c, h, w, f, oh, ow, sh, sw, ph, pw, dh, dw, rows, cols, width)
+        return ConvGeometry(
+            n, c, h, w, f, oh, ow, sh, sw, ph, pw, dh, dw, kh, kw, rows, cols, width
+        )
 
     @property
     def oh_tiled(self) -> int:
@@ -161,13 +168,13 @@ class ConvGeometry:
     @property
     def padded_rows(self) -> int:
         """Rows y of the padded input: enough for every tile, the last one included."""
-        needed = (self.oh_tiled - 1) * self.sh + 2 * self.dh + 1
+        needed = (self.oh_tiled - 1) * self.sh + (self.kh - 1) * self.dh + 1
         return max(needed, self.h + 2 * self.ph)
 
     @property
     def s_q(self) -> int:
         """Columns j of one stride phase (the buffer's stride of q)."""
-        needed = self.ow_tiled + (2 * self.dw) // self.sw + 1
+        needed = self.ow_tiled + ((self.kw - 1) * self.dw) // self.sw + 1
         return max(needed, _ceil_div(self.w + 2 * self.pw, self.sw))
 
     @property
@@ -184,7 +191,7 @@ class ConvGeometry:
 
     def tap_position(self, tap: int) -> tuple[int, int, int]:
         """(row offset, stride phase, column offset in the phase) of `tap`."""
-        dr, dc = tap_offset(tap)
+        dr, dc = tap_offset(tap, (self.kh, self.kw))
         x = dc * self.dw
         return dr * self.dh, x % self.sw, x // self.sw
 
@@ -265,6 +272,8 @@ class FkwConvEmitter:
         self.taps = [[self.geo.tap_position(t) for t in p] for p in op.patterns.patterns]
         self.blocks = op.channel_blocks()
         self.relu = op.relu is not None
+        self.relu6 = op.relu6 is not None
+        self.activated = self.relu or self.relu6
         self.vtype = VectorType(f32, [self.geo.vector_width])
         self.partial_sums = self.schedule["partial_sums"]
         # Accumulators of one filter in a tile: rows x vectors x partial sums.
@@ -285,6 +294,8 @@ class FkwConvEmitter:
         tiled = [geo.n, geo.f, geo.oh_tiled, geo.ow_tiled]
         out = memref.AllocOp.get(f32, shape=shape).memref
         self.target = out if geo.exact else memref.AllocOp.get(f32, shape=tiled).memref
+        if op.residual is not None:
+            self.start_from_residual(_to_buffer(op.residual), shape, tiled)
         self.tile_loops()
         if not geo.exact:
             view = memref.SubviewOp.from_static_parameters(
@@ -315,6 +326,18 @@ class FkwConvEmitter:
                         memref.StoreOp.get(value, xp, [arith.AddiOp(row_base, col).result])
         return xp
 
+    def start_from_residual(self, residual: SSAValue, shape: list[int], tiled: list[int]) -> None:
+        """Copy the residual into the output, where the first channel block's accumulators
+        start from. Past the output's edge the tiles compute on uninitialised values, which are
+        never copied out."""
+        if self.geo.exact:
+            memref.CopyOp(residual, self.target)
+            return
+        view = memref.SubviewOp.from_static_parameters(
+            self.target, MemRefType(f32, tiled), [0] * 4, shape, [1] * 4
+        )
+        memref.CopyOp(residual, view.result)
+
     def tile_loops(self) -> None:
         """Image, row tile, column tile; in each tile every channel block of every filter."""
         geo = self.geo
@@ -334,7 +357,7 @@ class FkwConvEmitter:
             return
         with _loop(self.one, _const(self.blocks), self.one) as b:
             self.all_filters(tile, _mul(b, len(self.taps)))
-        if self.relu:
+        if self.activated:
             self.rectify(tile)
 
     def all_filters(self, tile: _Tile, first_run: SSAValue | None) -> None:
@@ -376,8 +399,9 @@ class FkwConvEmitter:
         self, tile: _Tile, group: list[SSAValue], first_block: bool
     ) -> tuple[list[SSAValue], list[SSAValue]]:
         """The output channels of the stored filters `group` and their starting accumulators:
-        the bias (or 0) in the first channel block, else the partial sums stored by the block
-        before. Per filter, row, vector: `partial_sums` accumulators, the first holding that."""
+        the bias (or 0), plus the residual when there is one, in the first channel block, else
+        the partial sums stored by the block before. Per filter, row, vector: `partial_sums`
+        accumulators, the first holding that."""
         channels: list[SSAValue] = []
         accs: list[SSAValue] = []
         for i in group:
@@ -390,7 +414,14 @@ class FkwConvEmitter:
                 if self.bias is not None:
                     start = memref.LoadOp.get(self.bias, [channel]).res
                     start = vector.BroadcastOp(start, self.vtype).vector
-                accs += [start, *rest] * (self.geo.unroll_rows * self.geo.unroll_cols)
+                if self.op.residual is None:
+                    accs += [start, *rest] * (self.geo.unroll_rows * self.geo.unroll_cols)
+                    continue
+                for at in self.tile_positions(tile, channel):
+                    shortcut = vector.LoadOp(self.target, at, self.vtype).result
+                    if self.bias is not None:
+                        shortcut = arith.AddfOp(shortcut, start).result
+                    accs += [shortcut, *rest]
             else:
                 for at in self.tile_positions(tile, channel):
                     accs += [vector.LoadOp(self.target, at, self.vtype).result, *rest]
@@ -459,19 +490,29 @@ class FkwConvEmitter:
                 value = accs[slot]
                 for s in range(1, self.partial_sums):
                     value = arith.AddfOp(value, accs[slot + s]).result
-                if self.relu and self.blocks == 1:
-                    zero_v = vector.BroadcastOp(self.zero_f, self.vtype).vector
-                    value = arith.MaximumfOp(value, zero_v).result
+                if self.blocks == 1:
+                    value = self.activation(value)
                 vector.StoreOp(value, self.target, at)
                 slot += self.partial_sums
 
     def rectify(self, tile: _Tile) -> None:
-        """The ReLU over the tile of every output channel, after the last channel block."""
+        """The activation over the tile of every output channel, after the last channel
+        block."""
         with _loop(self.zero, _const(self.geo.f), self.one) as channel:
-            zero_v = vector.BroadcastOp(self.zero_f, self.vtype).vector
             for at in self.tile_positions(tile, channel):
                 value = vector.LoadOp(self.target, at, self.vtype).result
-                vector.StoreOp(arith.MaximumfOp(value, zero_v).result, self.target, at)
+                vector.StoreOp(self.activation(value), self.target, at)
+
+    def activation(self, value: SSAValue) -> SSAValue:
+        """`value` through the op's activation: max(., 0) for ReLU, then min(., 6) for ReLU6."""
+        if not self.activated:
+            return value
+        zero_v = vector.BroadcastOp(self.zero_f, self.vtype).vector
+        value = arith.MaximumfOp(value, zero_v).result
+        if self.relu6:
+            six = vector.BroadcastOp(arith.ConstantOp(FloatAttr(6.0, f32)).result, self.vtype)
+            value = arith.MinimumfOp(value, six.vector).result
+        return value
 
     def tile_positions(self, tile: _Tile, channel: SSAValue) -> Iterator[list[SSAValue]]:
         """The output indices of the tile's vectors in `channel`, row by row."""

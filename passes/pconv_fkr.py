@@ -95,6 +95,7 @@ class _ReorderFilters(RewritePattern):
             op.patterns,
             op.kernel_patterns,
             **window_of(op),
+            residual=op.residual,
             filter_order=order,
             filter_groups=bounds,
         )

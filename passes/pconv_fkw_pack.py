@@ -99,6 +99,7 @@ class _PackWeights(RewritePattern):
             op.patterns,
             self.schedule,
             **window_of(op),
+            residual=op.residual,
             filter_groups=groups,
         )
         new.location = op.location

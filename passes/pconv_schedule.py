@@ -63,6 +63,7 @@ def reschedule(op: FkwConv2dOp, schedule: ScheduleAttr, rewriter: PatternRewrite
         op.patterns,
         schedule,
         **window_of(op),
+        residual=op.residual,
         filter_groups=groups,
     )
     new.location = op.location

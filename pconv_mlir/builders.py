@@ -20,7 +20,7 @@ from pconv_mlir.dialects.pconv import (
     kernel_patterns_attr,
 )
 from pconv_mlir.elements import dense_constant
-from pconv_mlir.patterns import candidate_patterns, kernel_mask
+from pconv_mlir.patterns import Window, candidate_patterns, centre_tap, kernel_mask
 
 f32 = Float32Type()
 
@@ -41,6 +41,14 @@ def random_pattern_layer(
     return patterns, ids, weight
 
 
+def pattern_set_for(patterns: Sequence[Sequence[int]], window: Window) -> PatternSetAttr:
+    """The `#pconv.pattern_set` of `patterns` over `window`, requiring the centre tap when the
+    window has one and every pattern holds it."""
+    middle = centre_tap(window)
+    centre = middle is not None and all(middle in p for p in patterns)
+    return PatternSetAttr.get(patterns, centre=centre, window=window)
+
+
 def conv2d_op(
     x: SSAValue,
     weight: SSAValue,
@@ -51,23 +59,27 @@ def conv2d_op(
     padding: Sequence[int] = (1, 1),
     dilation: Sequence[int] = (1, 1),
     relu: bool = False,
+    *,
+    residual: SSAValue | None = None,
+    relu6: bool = False,
 ) -> Conv2dOp:
-    """A `pconv.conv2d` whose result type is computed from its operands."""
-    shape = conv_output_shape(
-        x.type.get_shape(), weight.type.get_shape()[0], strides, padding, dilation
-    )
-    ids_attr = kernel_patterns_attr(ids)
+    """A `pconv.conv2d` whose result type is computed from its operands (the window is the
+    weight's)."""
+    f, _, kh, kw = weight.type.get_shape()
+    shape = conv_output_shape(x.type.get_shape(), f, strides, padding, dilation, (kh, kw))
     return Conv2dOp(
         x,
         weight,
         bias,
         TensorType(f32, shape),
-        PatternSetAttr.get(patterns),
-        ids_attr,
+        pattern_set_for(patterns, (kh, kw)),
+        kernel_patterns_attr(ids),
         strides,
         padding,
         dilation,
         relu,
+        residual=residual,
+        relu6=relu6,
     )
 
 
@@ -82,11 +94,19 @@ def conv2d_module(
     dilation: Sequence[int] = (1, 1),
     relu: bool = False,
     name: str = "conv",
+    *,
+    residual: bool = False,
+    relu6: bool = False,
 ) -> ModuleOp:
-    """`func @conv(%x[, %bias])` with the weight as a constant and one `pconv.conv2d`."""
+    """`func @conv(%x[, %bias][, %residual])` with the weight as a constant and one
+    `pconv.conv2d` (`residual=True` adds a residual argument of the result's shape)."""
+    f, _, kh, kw = weight.shape
+    out_shape = conv_output_shape(x_shape, f, strides, padding, dilation, (kh, kw))
     inputs = [TensorType(f32, tuple(x_shape))]
     if bias is not None:
-        inputs.append(TensorType(f32, (weight.shape[0],)))
+        inputs.append(TensorType(f32, (f,)))
+    if residual:
+        inputs.append(TensorType(f32, out_shape))
     body = Block(arg_types=inputs)
     with ImplicitBuilder(body):
         w_const = dense_constant(weight)
@@ -100,6 +120,8 @@ def conv2d_module(
             padding,
             dilation,
             relu,
+            residual=body.args[-1] if residual else None,
+            relu6=relu6,
         )
         func.ReturnOp(conv.result)
     module = ModuleOp([func.FuncOp(name, (inputs, [conv.result.type]), Region(body))])

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pconv_mlir.patterns import WINDOW, WINDOW_TAPS
+from pconv_mlir.patterns import SQUARE, Window, window_taps
 
 NAMES = ("offset", "reorder", "index", "stride", "weight")
 """The FKW arrays in operand order."""
@@ -72,7 +72,7 @@ def pack(
     filter_order: Sequence[int] | None = None,
     tile_channels: int = 0,
 ) -> Fkw:
-    """Pack a masked dense weight `[F, C, 3, 3]` with pattern ids `[F, C]` into FKW.
+    """Pack a masked dense weight `[F, C, KH, KW]` with pattern ids `[F, C]` into FKW.
 
     Filters are stored in `filter_order` (default: the original order); inside a filter,
     kernels are grouped by channel block, then by pattern (pattern 0 first), then by channel.
@@ -87,7 +87,7 @@ def pack(
     size = tile_channels if blocks > 1 else channels
     taps = len(patterns[0])
     tap_lists = [list(p) for p in patterns]
-    flat = np.asarray(weight).reshape(f_count, channels, WINDOW_TAPS)
+    flat = np.asarray(weight).reshape(f_count, channels, -1)
     offset = np.zeros(f_count + 1, dtype=np.int32)
     stride = np.zeros((f_count, blocks * k_count + 1), dtype=np.int32)
     index_parts: list[np.ndarray] = []
@@ -116,12 +116,12 @@ def pack(
 
 
 def unpack(
-    fkw: Fkw, patterns: Sequence[Sequence[int]], channels: int
+    fkw: Fkw, patterns: Sequence[Sequence[int]], channels: int, window: Window = SQUARE
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The masked dense weight `[F, C, 3, 3]` and pattern ids `[F, C]` that `fkw` describes."""
+    """The masked dense weight `[F, C, KH, KW]` and pattern ids `[F, C]` that `fkw` describes."""
     f_count = len(fkw.reorder)
     k_count = len(patterns)
-    weight = np.zeros((f_count, channels, WINDOW_TAPS), dtype=np.float32)
+    weight = np.zeros((f_count, channels, window_taps(window)), dtype=np.float32)
     ids = np.full((f_count, channels), -1, dtype=np.int64)
     runs = fkw.stride.shape[1] - 1
     for i in range(f_count):
@@ -132,12 +132,18 @@ def unpack(
             chans = fkw.index[lo:hi]
             weight[f, chans[:, None], np.array(patterns[p])[None, :]] = fkw.weight[lo:hi]
             ids[f, chans] = p
-    return weight.reshape(f_count, channels, WINDOW, WINDOW), ids
+    return weight.reshape(f_count, channels, *window), ids
 
 
-def reblock(fkw: Fkw, patterns: Sequence[Sequence[int]], channels: int, tile_channels: int) -> Fkw:
+def reblock(
+    fkw: Fkw,
+    patterns: Sequence[Sequence[int]],
+    channels: int,
+    tile_channels: int,
+    window: Window = SQUARE,
+) -> Fkw:
     """The same layer packed for another channel blocking (`tile_channels`; 0: none)."""
-    weight, ids = unpack(fkw, patterns, channels)
+    weight, ids = unpack(fkw, patterns, channels, window)
     return pack(weight, ids, patterns, [int(v) for v in fkw.reorder], tile_channels)
 
 

@@ -50,9 +50,38 @@ class PatternError(ValueError):
         self.kernel = kernel
 
 
-def tap_offset(tap: int) -> tuple[int, int]:
-    """The (row, col) position of `tap` inside the 3x3 window."""
-    return divmod(tap, WINDOW)
+Window = tuple[int, int]
+"""A kernel window (height, width); patterns are defined over one. 3x3 unless said."""
+
+SQUARE: Window = (WINDOW, WINDOW)
+
+
+def window_taps(window: Window = SQUARE) -> int:
+    """How many taps a `window` has."""
+    return window[0] * window[1]
+
+
+def centre_tap(window: Window = SQUARE) -> int | None:
+    """The tap at the centre of an odd `window` (4 for 3x3, 0 for 1x1), None for an even one."""
+    kh, kw = window
+    if kh % 2 == 0 or kw % 2 == 0:
+        return None
+    return (kh // 2) * kw + kw // 2
+
+
+def tap_offset(tap: int, window: Window = SQUARE) -> tuple[int, int]:
+    """The (row, col) position of `tap` inside `window` (row-major numbering)."""
+    return divmod(tap, window[1])
+
+
+def dense_pattern(window: Window = SQUARE) -> Pattern:
+    """The pattern that keeps every tap of `window`: a dense convolution."""
+    return tuple(range(window_taps(window)))
+
+
+def window_of(weight: np.ndarray) -> Window:
+    """The window of a weight `[F, C, KH, KW]`."""
+    return int(weight.shape[2]), int(weight.shape[3])
 
 
 def format_pattern(pattern: Sequence[int]) -> str:
@@ -65,75 +94,114 @@ def format_pattern(pattern: Sequence[int]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def candidate_patterns(taps: int = DEFAULT_TAPS, centre: bool = True) -> list[Pattern]:
-    """Every 3x3 mask with `taps` taps, in lexicographic order of the sorted tap tuples.
+def candidate_patterns(
+    taps: int = DEFAULT_TAPS, centre: bool = True, window: Window = SQUARE
+) -> list[Pattern]:
+    """Every mask of `window` with `taps` taps, in lexicographic order of the sorted tap tuples.
 
-    With `centre=True` every mask holds the centre: for 4 taps, PatDNN's 56 = C(8, 3) shapes.
-    With `centre=False`, all C(9, taps) masks.
+    With `centre=True` every mask holds the centre tap: for 4 taps of 3x3, PatDNN's
+    56 = C(8, 3) shapes. With `centre=False`, all C(KH * KW, taps) masks.
     """
+    size = window_taps(window)
+    middle = centre_tap(window) if centre else None
+    if centre and middle is None:
+        raise ValueError(f"a {window[0]}x{window[1]} window has no centre tap")
     low = 1 if centre else 0
-    if isinstance(taps, bool) or not isinstance(taps, int) or not low <= taps <= WINDOW_TAPS:
-        raise ValueError(f"taps={taps!r} is out of range: a 3x3 mask has {low} to 9 taps")
-    if centre:
-        neighbours = [t for t in range(WINDOW_TAPS) if t != CENTRE_TAP]
+    if isinstance(taps, bool) or not isinstance(taps, int) or not low <= taps <= size:
+        raise ValueError(
+            f"taps={taps!r} is out of range: a {window[0]}x{window[1]} mask has {low} to "
+            f"{size} taps"
+        )
+    if middle is not None:
+        neighbours = [t for t in range(size) if t != middle]
         shapes = (
-            tuple(sorted((*c, CENTRE_TAP))) for c in itertools.combinations(neighbours, taps - 1)
+            tuple(sorted((*c, middle))) for c in itertools.combinations(neighbours, taps - 1)
         )
     else:
-        shapes = itertools.combinations(range(WINDOW_TAPS), taps)
+        shapes = itertools.combinations(range(size), taps)
     return sorted(shapes)
 
 
-def check_patterns(patterns: Iterable[Iterable[int]]) -> list[Pattern]:
+def fits_patterns(weight: np.ndarray, taps: int = DEFAULT_TAPS, centre: bool = True) -> bool:
+    """Whether every kernel of `weight [F, C, 3, 3]` fits some `taps`-tap pattern (holding the
+    centre when `centre`): at most `taps` nonzeros, and the centre among exactly `taps`."""
+    if window_of(weight) != SQUARE:
+        return False
+    nz = kernel_taps(weight)
+    counts = nz.sum(axis=2)
+    if np.any(counts > taps):
+        return False
+    if centre:
+        return bool(np.all((counts < taps) | nz[:, :, CENTRE_TAP]))
+    return True
+
+
+def dense_ids(weight: np.ndarray) -> np.ndarray:
+    """Pattern ids `[F, C]` of `weight` with the dense pattern set: 0 for a kernel with any
+    nonzero, -1 for an all-zero kernel (a kernel removed by connectivity pruning)."""
+    return np.where(kernel_taps(weight).any(axis=2), 0, -1).astype(np.int64)
+
+
+def check_patterns(
+    patterns: Iterable[Iterable[int]], window: Window = SQUARE
+) -> list[Pattern]:
     """`patterns` as a list of tuples, or a `PatternError` quoting the first bad pattern."""
     checked = [tuple(int(t) for t in p) for p in patterns]
     if not checked:
         raise PatternError("the pattern set is empty")
     seen: set[Pattern] = set()
+    last = window_taps(window) - 1
     for p in checked:
-        if not p or list(p) != sorted(set(p)) or p[0] < 0 or p[-1] >= WINDOW_TAPS:
-            raise PatternError(f"pattern {p} is not a non-empty sorted tuple of distinct taps 0..8")
+        if not p or list(p) != sorted(set(p)) or p[0] < 0 or p[-1] > last:
+            raise PatternError(
+                f"pattern {p} is not a non-empty sorted tuple of distinct taps 0..{last}"
+            )
         if p in seen:
             raise PatternError(f"pattern {p} appears twice in the pattern set")
         seen.add(p)
     return checked
 
 
-def pattern_matrix(patterns: Sequence[Sequence[int]]) -> np.ndarray:
-    """The pattern set as a bool array `[K, 9]`: `m[k, tap]` says pattern k keeps the tap."""
-    m = np.zeros((len(patterns), WINDOW_TAPS), dtype=bool)
+def pattern_matrix(patterns: Sequence[Sequence[int]], window: Window = SQUARE) -> np.ndarray:
+    """The pattern set as a bool array `[K, taps of window]`: `m[k, tap]` says pattern k keeps
+    the tap."""
+    m = np.zeros((len(patterns), window_taps(window)), dtype=bool)
     for k, p in enumerate(patterns):
         m[k, list(p)] = True
     return m
 
 
-def pattern_masks(patterns: Sequence[Sequence[int]]) -> np.ndarray:
-    """The pattern set as bool masks `[K, 3, 3]`."""
-    return pattern_matrix(patterns).reshape(len(patterns), WINDOW, WINDOW)
+def pattern_masks(patterns: Sequence[Sequence[int]], window: Window = SQUARE) -> np.ndarray:
+    """The pattern set as bool masks `[K, KH, KW]`."""
+    return pattern_matrix(patterns, window).reshape(len(patterns), *window)
 
 
-def kernel_mask(ids: np.ndarray, patterns: Sequence[Sequence[int]]) -> np.ndarray:
-    """Bool mask `[F, C, 3, 3]` of the weights that pattern ids `ids [F, C]` keep."""
+def kernel_mask(
+    ids: np.ndarray, patterns: Sequence[Sequence[int]], window: Window = SQUARE
+) -> np.ndarray:
+    """Bool mask `[F, C, KH, KW]` of the weights that pattern ids `ids [F, C]` keep."""
     ids = np.asarray(ids)
-    masks = pattern_masks(patterns)
-    out = np.zeros((*ids.shape, WINDOW, WINDOW), dtype=bool)
+    masks = pattern_masks(patterns, window)
+    out = np.zeros((*ids.shape, *window), dtype=bool)
     kept = ids >= 0
     out[kept] = masks[ids[kept]]
     return out
 
 
 def kernel_taps(weight: np.ndarray) -> np.ndarray:
-    """Where each kernel of `weight [F, C, 3, 3]` is nonzero, as bool `[F, C, 9]`."""
-    return (np.asarray(weight) != 0).reshape(weight.shape[0], weight.shape[1], WINDOW_TAPS)
+    """Where each kernel of `weight [F, C, KH, KW]` is nonzero, as bool `[F, C, KH * KW]`."""
+    weight = np.asarray(weight)
+    return (weight != 0).reshape(weight.shape[0], weight.shape[1], -1)
 
 
 def outside_patterns(weight: np.ndarray, ids: np.ndarray, patterns: Sequence[Sequence[int]]):
     """The first weight `(f, c, tap)` that is nonzero outside its kernel's pattern, or None."""
-    outside = np.argwhere((np.asarray(weight) != 0) & ~kernel_mask(ids, patterns))
+    window = window_of(weight)
+    outside = np.argwhere((np.asarray(weight) != 0) & ~kernel_mask(ids, patterns, window))
     if not outside.size:
         return None
     f, c, r, s = (int(v) for v in outside[0])
-    return f, c, r * WINDOW + s
+    return f, c, r * window[1] + s
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,9 +216,9 @@ def pattern_ids(weight: np.ndarray, patterns: Sequence[Sequence[int]]) -> np.nda
     first in set order among equals), so an exact match wins. Raises `PatternError` naming the
     first kernel that no pattern holds.
     """
-    pmat = pattern_matrix(patterns)
+    pmat = pattern_matrix(patterns, window_of(weight))
     f, c = weight.shape[:2]
-    nz = kernel_taps(weight).reshape(f * c, WINDOW_TAPS)
+    nz = kernel_taps(weight).reshape(f * c, -1)
     fits = ~np.any(nz[:, None, :] & ~pmat[None, :, :], axis=2)  # [N, K]
     spare = pmat.sum(axis=1)[None, :] - nz.sum(axis=1)[:, None]
     ids = np.argmin(np.where(fits, spare, np.iinfo(np.int64).max), axis=1).astype(np.int64)

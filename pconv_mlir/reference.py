@@ -25,8 +25,12 @@ def dense_conv2d(
     padding: Sequence[int] = (0, 0),
     dilation: Sequence[int] = (1, 1),
     relu: bool = False,
+    *,
+    residual: np.ndarray | None = None,
+    relu6: bool = False,
 ) -> np.ndarray:
-    """A plain NCHW x FCHW convolution (3x3 or any kernel size), accumulated in float64."""
+    """A plain NCHW x FCHW convolution (any kernel size), accumulated in float64, with the
+    pconv epilogue: `act(conv + bias + residual)`, `act` ReLU, ReLU6 or none."""
     n, c, h, w = x.shape
     f, wc, kh, kw = weight.shape
     if wc != c:
@@ -48,8 +52,12 @@ def dense_conv2d(
             out += np.einsum("fc,nchw->nfhw", w64[:, :, r, s], window, optimize=True)
     if bias is not None:
         out += np.asarray(bias, dtype=np.float64)[None, :, None, None]
-    if relu:
+    if residual is not None:
+        out += np.asarray(residual, dtype=np.float64)
+    if relu or relu6:
         np.maximum(out, 0.0, out=out)
+    if relu6:
+        np.minimum(out, 6.0, out=out)
     return out.astype(x.dtype, copy=False)
 
 
@@ -63,10 +71,13 @@ def conv2d(
     padding: Sequence[int] = (0, 0),
     dilation: Sequence[int] = (1, 1),
     relu: bool = False,
+    **epilogue: object,
 ) -> np.ndarray:
-    """`pconv.conv2d`: the weights outside each kernel's pattern (and pruned kernels) are zero."""
-    masked = np.where(kernel_mask(ids, patterns), weight, 0).astype(weight.dtype)
-    return dense_conv2d(x, masked, bias, strides, padding, dilation, relu)
+    """`pconv.conv2d`: the weights outside each kernel's pattern (and pruned kernels) are zero.
+    `epilogue` is `residual=` and `relu6=` (see `dense_conv2d`)."""
+    window = (weight.shape[2], weight.shape[3])
+    masked = np.where(kernel_mask(ids, patterns, window), weight, 0).astype(weight.dtype)
+    return dense_conv2d(x, masked, bias, strides, padding, dilation, relu, **epilogue)
 
 
 def fkw_conv2d(
@@ -78,7 +89,10 @@ def fkw_conv2d(
     padding: Sequence[int] = (0, 0),
     dilation: Sequence[int] = (1, 1),
     relu: bool = False,
+    *,
+    window: tuple[int, int] = (3, 3),
+    **epilogue: object,
 ) -> np.ndarray:
     """`pconv.fkw_conv2d`: the convolution with the weight the FKW arrays describe."""
-    weight, ids = fkw_format.unpack(fkw, patterns, x.shape[1])
-    return conv2d(x, weight, bias, patterns, ids, strides, padding, dilation, relu)
+    weight, ids = fkw_format.unpack(fkw, patterns, x.shape[1], window)
+    return conv2d(x, weight, bias, patterns, ids, strides, padding, dilation, relu, **epilogue)

@@ -61,7 +61,8 @@ def tile_candidates(schedule: ScheduleAttr, max_acc: int) -> list[dict[str, int]
 
 
 def standalone(op: FkwConv2dOp, schedule: ScheduleAttr) -> ModuleOp:
-    """A module `func @conv(%x[, %bias]) -> tensor` holding a copy of `op` with `schedule`.
+    """A module `func @conv(%x[, %bias][, %residual]) -> tensor` holding a copy of `op` with
+    `schedule`.
 
     The FKW arrays (and a constant bias) are copied as constants; channel blocks are re-packed
     when `schedule` changes them."""
@@ -72,6 +73,8 @@ def standalone(op: FkwConv2dOp, schedule: ScheduleAttr) -> ModuleOp:
         arrays = fkw.reblock(arrays, op.patterns.patterns, channels, schedule["tile_channels"])
     bias_arg = op.bias is not None and not isinstance(op.bias.owner, arith.ConstantOp)
     inputs = [op.input.type] + ([op.bias.type] if bias_arg else [])
+    if op.residual is not None:
+        inputs.append(op.residual.type)
     module = ModuleOp([])
     with ImplicitBuilder(module.body):
         function = func.FuncOp("conv", (inputs, [op.result.type]))
@@ -97,6 +100,7 @@ def standalone(op: FkwConv2dOp, schedule: ScheduleAttr) -> ModuleOp:
                 schedule,
                 **window_of(op),
                 filter_groups=groups,
+                residual=args[-1] if op.residual is not None else None,
             )
             func.ReturnOp(conv.result)
     return module

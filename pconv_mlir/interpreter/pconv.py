@@ -22,7 +22,7 @@ class PconvFunctions(InterpreterFunctions):
     @impl(Conv2dOp)
     def run_conv2d(self, interpreter: Interpreter, op: Conv2dOp, args: tuple[Any, ...]):
         x, weight, *rest = args
-        bias = rest[0] if rest else None
+        bias, residual = _epilogue_operands(op, rest)
         out = reference.conv2d(
             np.asarray(x),
             np.asarray(weight),
@@ -30,12 +30,30 @@ class PconvFunctions(InterpreterFunctions):
             op.patterns.patterns,
             op.pattern_ids(),
             **window_of(op),
+            residual=residual,
         )
         return (out,)
 
     @impl(FkwConv2dOp)
     def run_fkw_conv2d(self, interpreter: Interpreter, op: FkwConv2dOp, args: tuple[Any, ...]):
         x, offset, reorder, index, stride, weight, *rest = (np.asarray(a) for a in args)
-        bias = rest[0] if rest else None
+        bias, residual = _epilogue_operands(op, rest)
         fkw = Fkw(offset, reorder, index, stride, weight)
-        return (reference.fkw_conv2d(x, fkw, bias, op.patterns.patterns, **window_of(op)),)
+        out = reference.fkw_conv2d(
+            x,
+            fkw,
+            bias,
+            op.patterns.patterns,
+            **window_of(op),
+            window=op.patterns.kernel_window,
+            residual=residual,
+        )
+        return (out,)
+
+
+def _epilogue_operands(op: Conv2dOp | FkwConv2dOp, rest: list[Any]) -> tuple[Any, Any]:
+    """(bias, residual) from the operands after the weights; either may be absent."""
+    values = iter(rest)
+    bias = next(values) if op.bias is not None else None
+    residual = np.asarray(next(values)) if op.residual is not None else None
+    return bias, residual

@@ -73,7 +73,7 @@ func.func @f(%x: tensor<2x8x8xf32>, %w: tensor<1x2x3x3xf32>) -> tensor<1x1x8x8xf
 
 // -----
 
-// CHECK: weight must be FxCx3x3, got 1x2x5x5
+// CHECK: weight must be FxCx3x3 (the pattern set's window), got 1x2x5x5
 func.func @f(%x: tensor<1x2x8x8xf32>, %w: tensor<1x2x5x5xf32>) -> tensor<1x1x8x8xf32> {
   %y = pconv.conv2d %x, %w patterns <[[1, 3, 4, 5]], taps = 4> kernel_patterns dense<[[0, -1]]> : tensor<1x2xi8> strides [1, 1] padding [1, 1] dilation [1, 1] : (tensor<1x2x8x8xf32>, tensor<1x2x5x5xf32>) -> tensor<1x1x8x8xf32>
   func.return %y : tensor<1x1x8x8xf32>

@@ -6,7 +6,7 @@
 // CHECK-LABEL: func.func @conv2d_bias_relu
 // CHECK:         %{{.*}} = pconv.conv2d %x, %w, %b patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> kernel_patterns dense<{{\[}}[0, -1, 1]]> : tensor<1x3xi8> strides [1, 1] padding [1, 1] dilation [1, 1] relu : (tensor<2x3x8x8xf32>, tensor<1x3x3x3xf32>, tensor<1xf32>) -> tensor<2x1x8x8xf32>
 // GENERIC-LABEL: "func.func"() <{sym_name = "conv2d_bias_relu"
-// GENERIC:         "pconv.conv2d"(%{{.*}}, %{{.*}}, %{{.*}}) <{patterns = #pconv.pattern_set<[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4>, kernel_patterns = dense<{{\[}}[0, -1, 1]]> : tensor<1x3xi8>, strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, dilation = array<i64: 1, 1>, relu}>
+// GENERIC:         "pconv.conv2d"(%{{.*}}, %{{.*}}, %{{.*}}) <{patterns = #pconv.pattern_set<[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4>, kernel_patterns = dense<{{\[}}[0, -1, 1]]> : tensor<1x3xi8>, strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, dilation = array<i64: 1, 1>, relu, operandSegmentSizes = array<i32: 1, 1, 1, 0>}>
 func.func @conv2d_bias_relu(%x: tensor<2x3x8x8xf32>, %w: tensor<1x3x3x3xf32>, %b: tensor<1xf32>) -> tensor<2x1x8x8xf32> {
   %y = pconv.conv2d %x, %w, %b patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> kernel_patterns dense<[[0, -1, 1]]> : tensor<1x3xi8> strides [1, 1] padding [1, 1] dilation [1, 1] relu : (tensor<2x3x8x8xf32>, tensor<1x3x3x3xf32>, tensor<1xf32>) -> tensor<2x1x8x8xf32>
   func.return %y : tensor<2x1x8x8xf32>
