@@ -1,35 +1,45 @@
-"""pconv-from-linalg: 3x3 convolutions with constant weights become `pconv.conv2d`.
+"""pconv-from-linalg: convolutions with constant weights become `pconv.conv2d`.
 
-Matches `linalg.conv_2d_nchw_fchw` with a constant [F, C, 3, 3] weight as torch-mlir emits it,
-and folds what surrounds it into the pconv op:
+Matches `linalg.conv_2d_nchw_fchw` with a constant [F, C, KH, KW] weight as torch-mlir emits it
+(any window: 3x3, 1x1, a 7x7 stem, 1x3, ...), and folds what surrounds it into the pconv op:
 
 - a `tensor.pad` of the input with zeros, equal on both sides of H and W -> `padding`;
 - an init that is `linalg.broadcast` of an [F] tensor along N, H, W -> the bias operand
   (an init of `linalg.fill` with 0.0 means no bias; any other init leaves the conv alone);
-- a sole user that is an elementwise ReLU `linalg.generic` (`cmpf ugt` + `select`, or
-  `maximumf` with 0.0) -> `relu`.
+- then, each only when it is the sole user of what comes before it: an element-wise
+  `linalg.generic` adding another tensor of the result's shape -> the `residual` operand (a
+  ResNet shortcut); a ReLU (`max(x, 0)` as `cmpf`+`select` or `maximumf`, against a scalar or
+  a rank-0 tensor zero) -> `relu`; a ReLU followed by `min(x, 6)` (torch's ReLU6 / hardtanh
+  0..6) -> `relu6`.
 
-Two modes:
+The pconv op replaces the last op folded, where every operand it takes is defined.
 
-- `mode=infer` (default): the weights are already pattern-pruned. Each kernel's pattern is read
-  from where its nonzeros are, an all-zero kernel is a removed one (-1), and the pattern set is
-  the patterns the whole module uses (most frequent first). No weight changes. A kernel with
-  more nonzeros than `taps` (default 4), or whose taps miss the centre, is a diagnostic naming
-  the conv and the kernel. `taps=9` turns dense convs into pconv with the dense pattern set.
+Which pattern set each conv gets:
+
+- `mode=infer` (default): the weights are already pruned; no weight changes. A 3x3 conv whose
+  every kernel fits a `taps`-tap pattern (default 4, holding the centre) is a pattern layer:
+  its kernels' patterns are read from where their nonzeros are, and all pattern layers share
+  one set, the patterns the module uses (most frequent first). Every other conv (a dense 3x3
+  layer such as the usual unpruned first one, and every other window) is a dense layer: the
+  one full mask of its window. In both, an all-zero kernel is a removed one (-1), so
+  connectivity pruning is exploited in dense and 1x1 layers too. `taps=9` makes every 3x3
+  layer dense; `dense=false` leaves the convs that are not pattern layers as linalg.
 - `mode=project` with `patterns=K connectivity=R`: one-shot pruning for demos and models not
   trained with ADMM: the K most frequent best-fit patterns over all 3x3 convs, every kernel
-  projected onto its best pattern, then 1 kernel in R kept per layer by L2 norm (the first conv,
-  which sees the image, keeps all its kernels unless `skip_first=false`). The weights change.
+  projected onto its best pattern, then 1 kernel in R kept per layer by L2 norm (the first 3x3
+  conv, which sees the image, keeps all its kernels unless `skip_first=false`). Other windows
+  become dense layers, unchanged. The 3x3 weights change.
 
-Other convolutions (1x1, depthwise, grouped, strided 7x7 stems) are left as linalg.
+Depthwise and grouped convolutions (a `linalg.generic` or another named op) are left alone.
 
     %p = tensor.pad %x low[0, 0, 1, 1] high[0, 0, 1, 1] { ... tensor.yield %zero }
     %b = linalg.broadcast ins(%bias) outs(%e) dimensions = [0, 2, 3]
     %c = linalg.conv_2d_nchw_fchw {...} ins(%p, %w) outs(%b)
-    %r = linalg.generic {...} ins(%c) outs(%e) { cmpf ugt, select }
+    %s = linalg.generic {...} ins(%c, %shortcut) outs(%e) { addf }
+    %r = linalg.generic {...} ins(%s) outs(%e) { cmpf ugt, select }
   becomes
-    %r = pconv.conv2d %x, %w, %bias patterns <...> kernel_patterns dense<...> strides [1, 1]
-           padding [1, 1] dilation [1, 1] relu
+    %r = pconv.conv2d %x, %w, %bias residual %shortcut : tensor<...> patterns <...>
+           kernel_patterns dense<...> strides [1, 1] padding [1, 1] dilation [1, 1] relu
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import arith, tensor
 from xdsl.dialects.builtin import (
+    DenseIntOrFPElementsAttr,
     Float32Type,
     FloatAttr,
     ModuleOp,
@@ -50,7 +61,7 @@ from xdsl.dialects.linalg.attrs import IteratorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.ir.affine import AffineMap
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from pconv_mlir import patterns as pattern_rules
 from pconv_mlir.dialects.pconv import Conv2dOp, PatternSetAttr, kernel_patterns_attr
@@ -67,8 +78,21 @@ class _Match:
     input: SSAValue
     padding: tuple[int, int]
     bias: SSAValue | None
-    relu_op: linalg.GenericOp | None
+    residual: SSAValue | None = None
+    relu: bool = False
+    relu6: bool = False
+    epilogue: list[Operation] = field(default_factory=list)
+    """The element-wise ops folded after the conv, in order; the last one is replaced."""
     folded: list[Operation] = field(default_factory=list)
+    """The ops folded before the conv (pad, init), erased when nothing else uses them."""
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return pattern_rules.window_of(self.weight)
+
+    @property
+    def last(self) -> Operation:
+        return self.epilogue[-1] if self.epilogue else self.conv
 
 
 def _is_float_zero(value: SSAValue) -> bool:
@@ -119,46 +143,167 @@ def _bias(ctx: Context, init: SSAValue, filters: int) -> tuple[bool, SSAValue | 
     return False, None
 
 
-def _is_relu(op: Operation, source: SSAValue) -> bool:
-    """Whether `op` is an elementwise `max(source, 0)` linalg.generic."""
-    if not isinstance(op, linalg.GenericOp) or tuple(op.inputs) != (source,):
-        return False
+def _is_zero_constant(value: SSAValue) -> bool:
+    """A scalar 0.0, or a rank-0 tensor constant 0.0 (how torch-mlir spells clamp bounds)."""
+    return _constant_float(value) == 0.0
+
+
+def _constant_float(value: SSAValue) -> float | None:
+    owner = value.owner
+    if not isinstance(owner, arith.ConstantOp):
+        return None
+    attr = owner.value
+    if isinstance(attr, FloatAttr):
+        return float(attr.value.data)
+    if (
+        isinstance(attr, DenseIntOrFPElementsAttr)
+        and isinstance(value.type, TensorType)
+        and not value.type.get_shape()
+    ):
+        try:
+            return float(constant_value(None, value).reshape(()))
+        except (ElementsError, ValueError):
+            return None
+    return None
+
+
+def _elementwise(op: Operation, source: SSAValue) -> tuple[linalg.GenericOp, list] | None:
+    """(op, [body arg of each input]) when `op` is an all-parallel linalg.generic reading
+    `source` at the identity map, other inputs at the identity or as rank-0 scalars, one
+    output at the identity; else None."""
+    if not isinstance(op, linalg.GenericOp) or source not in op.inputs or len(op.outputs) != 1:
+        return None
     if any(it.data != IteratorType.PARALLEL for it in op.iterator_types):
-        return False
+        return None
     rank = len(source.type.get_shape())
-    if any(m.data != AffineMap.identity(rank) for m in op.indexing_maps):
-        return False
+    identity = AffineMap.identity(rank)
+    maps = [m.data for m in op.indexing_maps]
     blocks = list(op.body.blocks)
-    if len(blocks) != 1 or len(blocks[0].args) != 2 or len(op.outputs) != 1:
-        return False
-    body = list(blocks[0].ops)
-    arg = blocks[0].args[0]
-    match body:
-        case [arith.CmpfOp() as cmp, arith.SelectOp() as sel, linalg.YieldOp() as yld] if (
-            len(yld.operands) == 1
-        ):
-            return (
-                cmp.predicate.value.data in (2, 3, 9, 10)  # ogt, oge, ugt, uge
-                and cmp.lhs == arg
-                and _is_float_zero(cmp.rhs)
-                and sel.cond == cmp.result
-                and sel.lhs == arg
-                and _is_float_zero(sel.rhs)
-                and yld.operands[0] == sel.result
-            )
-        case [arith.MaximumfOp() | arith.MaxnumfOp() as mx, linalg.YieldOp() as yld] if (
-            len(yld.operands) == 1
-        ):
-            return (
-                {mx.lhs, mx.rhs} & {arg}
-                and any(_is_float_zero(v) for v in (mx.lhs, mx.rhs))
-                and yld.operands[0] == mx.result
-            ) is True
-    return False
+    if len(maps) != len(op.inputs) + 1 or len(blocks) != 1:
+        return None
+    if len(blocks[0].args) != len(maps) or maps[-1] != identity:
+        return None
+    for value, amap in zip(op.inputs, maps, strict=False):
+        scalar = isinstance(value.type, TensorType) and not value.type.get_shape()
+        if amap != identity and not (scalar and not amap.results):
+            return None
+    if tuple(source.type.get_shape()) != tuple(op.results[0].type.get_shape()):
+        return None
+    return op, list(blocks[0].args[: len(op.inputs)])
+
+
+def _yielded(op: linalg.GenericOp) -> tuple[list[Operation], SSAValue] | None:
+    body = list(op.body.blocks[0].ops)
+    if not body or not isinstance(body[-1], linalg.YieldOp) or len(body[-1].operands) != 1:
+        return None
+    return body[:-1], body[-1].operands[0]
+
+
+def _scalar_of(op: linalg.GenericOp, args: list, value: SSAValue) -> float | None:
+    """The constant `value` stands for in `op`'s body: a scalar constant, or the body argument
+    of a rank-0 constant input."""
+    if value in args:
+        return _constant_float(op.inputs[args.index(value)])
+    return _constant_float(value)
+
+
+def _clamp_bound(op: Operation, source: SSAValue) -> tuple[str, float] | None:
+    """("max", c) when `op` computes max(source, c), ("min", c) for min(source, c); else None."""
+    found = _elementwise(op, source)
+    if found is None:
+        return None
+    generic, args = found
+    x = args[list(generic.inputs).index(source)]
+    body = _yielded(generic)
+    if body is None:
+        return None
+    ops, result = body
+    match ops:
+        case [arith.CmpfOp() as cmp, arith.SelectOp() as sel] if sel.result == result:
+            predicate = cmp.predicate.value.data
+            greater = {2, 3, 9, 10}  # ogt oge ugt uge
+            less = {4, 5, 11, 12}  # olt ole ult ule
+            if sel.cond != cmp.result or x not in (cmp.lhs, cmp.rhs):
+                return None
+            other = cmp.rhs if cmp.lhs == x else cmp.lhs
+            if {sel.lhs, sel.rhs} != {x, other}:
+                return None
+            bound = _scalar_of(generic, args, other)
+            if bound is None:
+                return None
+            # select(x OP c, x, c): x > c picks x -> max; select(c OP x, x, c) the mirror.
+            x_first = cmp.lhs == x
+            picks_x = sel.lhs == x
+            if predicate in greater:
+                kind = "max" if x_first == picks_x else "min"
+            elif predicate in less:
+                kind = "min" if x_first == picks_x else "max"
+            else:
+                return None
+            return kind, bound
+        case [arith.MaximumfOp() | arith.MaxnumfOp() as mx] if mx.result == result:
+            other = mx.rhs if mx.lhs == x else mx.lhs
+            if x not in (mx.lhs, mx.rhs) or (bound := _scalar_of(generic, args, other)) is None:
+                return None
+            return "max", bound
+        case [arith.MinimumfOp() | arith.MinnumfOp() as mn] if mn.result == result:
+            other = mn.rhs if mn.lhs == x else mn.lhs
+            if x not in (mn.lhs, mn.rhs) or (bound := _scalar_of(generic, args, other)) is None:
+                return None
+            return "min", bound
+    return None
+
+
+def _residual_add(op: Operation, source: SSAValue) -> SSAValue | None:
+    """The other operand when `op` adds `source` and a tensor of the same shape; else None."""
+    found = _elementwise(op, source)
+    if found is None or len(found[0].inputs) != 2:
+        return None
+    generic, args = found
+    other = (
+        next(v for v in generic.inputs if v != source)
+        if generic.inputs[0] != generic.inputs[1]
+        else None
+    )
+    if other is None or tuple(other.type.get_shape()) != tuple(source.type.get_shape()):
+        return None
+    body = _yielded(generic)
+    if body is None:
+        return None
+    ops, result = body
+    match ops:
+        case [arith.AddfOp() as add] if add.result == result and {add.lhs, add.rhs} == set(args):
+            return other
+    return None
+
+
+def _sole_user(value: SSAValue) -> Operation | None:
+    uses = list(value.uses)
+    return uses[0].operation if len(uses) == 1 else None
+
+
+def _fold_epilogue(match: _Match) -> None:
+    """Fold the residual add and the activation that follow the conv into `match`."""
+    current = match.conv.res[0]
+    user = _sole_user(current)
+    if user is not None and (other := _residual_add(user, current)) is not None:
+        match.residual = other
+        match.epilogue.append(user)
+        current = user.results[0]
+        user = _sole_user(current)
+    if user is None or _clamp_bound(user, current) != ("max", 0.0):
+        return
+    match.relu = True
+    match.epilogue.append(user)
+    current = user.results[0]
+    user = _sole_user(current)
+    if user is not None and _clamp_bound(user, current) == ("min", 6.0):
+        match.relu, match.relu6 = False, True
+        match.epilogue.append(user)
 
 
 def match_conv(ctx: Context, conv: linalg.Conv2DNchwFchwOp) -> _Match | None:
-    """The folded form of `conv`, or None when it is not a 3x3 conv pconv handles."""
+    """The folded form of `conv`, or None when it is not a conv pconv handles."""
     if len(conv.inputs) != 2 or len(conv.outputs) != 1 or len(conv.res) != 1:
         return None
     x, w = conv.inputs
@@ -168,7 +313,7 @@ def match_conv(ctx: Context, conv: linalg.Conv2DNchwFchwOp) -> _Match | None:
     ):
         return None
     w_shape = tuple(w.type.get_shape())
-    if len(w_shape) != 4 or w_shape[2:] != (3, 3):
+    if len(w_shape) != 4 or any(d < 1 for d in w_shape):
         return None
     if len(conv.strides.get_values()) != 2 or len(conv.dilations.get_values()) != 2:
         return None
@@ -186,51 +331,78 @@ def match_conv(ctx: Context, conv: linalg.Conv2DNchwFchwOp) -> _Match | None:
     if not understood:
         return None
     source, padding, pad = _zero_padding(x)
-    match = _Match(conv, weight, source, padding, bias, None)
+    match = _Match(conv, weight, source, padding, bias)
     if pad is not None:
         match.folded.append(pad)
     match.folded.append(conv.outputs[0].owner)
-    uses = list(conv.res[0].uses)
-    if len(uses) == 1 and _is_relu(uses[0].operation, conv.res[0]):
-        match.relu_op = uses[0].operation
+    _fold_epilogue(match)
     return match
 
 
-def _layer_error(matches: list[_Match], error: pattern_rules.PatternError) -> OpError:
-    """The pattern error of conv number `error.layer`, located at that conv."""
-    number = error.layer or 0
-    m = matches[number]
+# --------------------------------------------------------------------------------------------
+# Which pattern set each conv gets
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Layer:
+    """What a matched conv becomes: its pattern set, pattern ids and (projected) weight."""
+
+    patterns: PatternSetAttr
+    ids: np.ndarray
+    weight: np.ndarray | None = None
+    """The new weight in project mode; None when the weight does not change."""
+
+
+def _dense(m: _Match) -> _Layer:
+    return _Layer(PatternSetAttr.dense(m.window), pattern_rules.dense_ids(m.weight))
+
+
+def _layer_error(m: _Match, number: int, error: pattern_rules.PatternError) -> OpError:
     shape = "x".join(map(str, m.weight.shape))
-    return OpError(m.conv, f"3x3 conv #{number} ({shape}): {error}")
+    return OpError(m.conv, f"conv #{number} ({shape}): {error}")
 
 
-def infer_patterns(
-    matches: list[_Match], taps: int, centre: bool
-) -> tuple[list[tuple[int, ...]], list[np.ndarray]]:
-    """The module's pattern set (most frequent first) and each conv's pattern ids."""
+def infer_layers(matches: list[_Match], taps: int, dense: bool) -> list[_Layer | None]:
+    """Per conv: a pattern layer (the module's shared set) where every kernel fits, else a
+    dense layer (None when `dense` is false: the conv is left alone)."""
+    fitting = [i for i, m in enumerate(matches) if pattern_rules.fits_patterns(m.weight, taps)]
+    layers: list[_Layer | None] = [_dense(m) if dense else None for m in matches]
+    if not fitting:
+        return layers
     try:
-        return pattern_rules.infer_pattern_set([m.weight for m in matches], taps, centre)
+        patterns, ids = pattern_rules.infer_pattern_set([matches[i].weight for i in fitting], taps)
     except pattern_rules.PatternError as e:
-        raise _layer_error(matches, e) from None
+        number = fitting[e.layer or 0]
+        raise _layer_error(matches[number], number, e) from None
+    pattern_set = PatternSetAttr.get(patterns, taps=taps)
+    for i, layer_ids in zip(fitting, ids, strict=True):
+        layers[i] = _Layer(pattern_set, layer_ids)
+    return layers
 
 
-def project_patterns(
+def project_layers(
     matches: list[_Match], k: int, rate: float, skip_first: bool
-) -> tuple[list[tuple[int, ...]], list[np.ndarray], list[np.ndarray]]:
-    """One-shot projection: (pattern set, ids per conv, projected weights per conv)."""
-    weights = [m.weight for m in matches]
+) -> list[_Layer | None]:
+    """One-shot projection of the 3x3 convs; the others are dense layers."""
+    squares = [i for i, m in enumerate(matches) if m.window == pattern_rules.SQUARE]
+    layers: list[_Layer | None] = [_dense(m) for m in matches]
+    if not squares:
+        return layers
+    weights = [matches[i].weight for i in squares]
     patterns = pattern_rules.select_pattern_set(weights, k=k)
     ids = pattern_rules.project_layers(weights, patterns, rate, exempt=[0] if skip_first else [])
-    projected = [
-        np.where(pattern_rules.kernel_mask(layer_ids, patterns), w, 0).astype(np.float32)
-        for w, layer_ids in zip(weights, ids, strict=True)
-    ]
-    return patterns, ids, projected
+    pattern_set = PatternSetAttr.get(patterns, taps=len(patterns[0]))
+    for i, w, layer_ids in zip(squares, weights, ids, strict=True):
+        projected = np.where(pattern_rules.kernel_mask(layer_ids, patterns), w, 0)
+        layers[i] = _Layer(pattern_set, layer_ids, projected.astype(np.float32))
+    return layers
 
 
 @dataclass(frozen=True)
 class PconvFromLinalgPass(ModulePass):
-    """Turns 3x3 linalg convolutions with constant weights into pconv.conv2d.
+    """Turns linalg convolutions with constant weights into pconv.conv2d, choosing per conv a
+    pattern or a dense layer.
 
     See the module docstring for what is folded, the two modes and their options.
     """
@@ -242,6 +414,7 @@ class PconvFromLinalgPass(ModulePass):
     connectivity: float = 3.6
     taps: int = 4
     skip_first: bool = True
+    dense: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("infer", "project"):
@@ -262,56 +435,48 @@ class PconvFromLinalgPass(ModulePass):
         ]
         if not matches:
             return
-        new_weights: list[np.ndarray | None] = [None] * len(matches)
         if self.mode == "infer":
-            patterns, ids = infer_patterns(matches, self.taps, centre=True)
+            layers = infer_layers(matches, self.taps, self.dense)
         else:
-            patterns, ids, projected = project_patterns(
-                matches, self.patterns, self.connectivity, self.skip_first
-            )
-            new_weights = list(projected)
-        pattern_set = PatternSetAttr.get(patterns, taps=self.taps)
-        for m, layer_ids, weight in zip(matches, ids, new_weights, strict=True):
-            self._rewrite(m, pattern_set, layer_ids, weight)
+            layers = project_layers(matches, self.patterns, self.connectivity, self.skip_first)
+        for m, layer in zip(matches, layers, strict=True):
+            if layer is not None:
+                _rewrite(m, layer)
 
-    @staticmethod
-    def _rewrite(
-        m: _Match, pattern_set: PatternSetAttr, ids: np.ndarray, weight: np.ndarray | None
-    ) -> None:
-        conv = m.conv
-        # Re-read the operands: rewriting an earlier conv may have replaced this one's input.
-        m.input, m.padding, _ = _zero_padding(conv.inputs[0])
-        weight_value = conv.inputs[1]
-        if weight is not None:
-            constant = dense_constant(weight)
-            Rewriter.insert_op(constant, _before(conv))
-            weight_value = constant.result
-        target = m.relu_op if m.relu_op is not None else conv
-        result_type = target.results[0].type
-        new = Conv2dOp(
-            m.input,
-            weight_value,
-            m.bias,
-            result_type,
-            pattern_set,
-            kernel_patterns_attr(ids),
-            tuple(int(v) for v in conv.strides.get_values()),
-            m.padding,
-            tuple(int(v) for v in conv.dilations.get_values()),
-            relu=m.relu_op is not None,
-        )
-        new.location = conv.location
-        Rewriter.insert_op(new, _before(conv))
-        if m.relu_op is not None:
-            m.relu_op.results[0].replace_all_uses_with(new.result)
-        conv.res[0].replace_all_uses_with(new.result)
-        candidates: list[Operation] = [*m.folded, conv]
-        if m.relu_op is not None:
-            candidates.append(m.relu_op)
-        Rewriter.erase_op(conv)
-        if m.relu_op is not None:
-            Rewriter.erase_op(m.relu_op)
-        _erase_dead(candidates)
+
+def _rewrite(m: _Match, layer: _Layer) -> None:
+    conv, last = m.conv, m.last
+    # Re-read the input and the shortcut: rewriting an earlier conv may have replaced them.
+    m.input, m.padding, _ = _zero_padding(conv.inputs[0])
+    if m.residual is not None:
+        m.residual = next(v for v in m.epilogue[0].operands[:2] if v != conv.res[0])
+    where = InsertPoint.before(last)
+    weight_value = conv.inputs[1]
+    if layer.weight is not None:
+        constant = dense_constant(layer.weight)
+        Rewriter.insert_op(constant, where)
+        weight_value = constant.result
+    new = Conv2dOp(
+        m.input,
+        weight_value,
+        m.bias,
+        last.results[0].type,
+        layer.patterns,
+        kernel_patterns_attr(layer.ids),
+        tuple(int(v) for v in conv.strides.get_values()),
+        m.padding,
+        tuple(int(v) for v in conv.dilations.get_values()),
+        relu=m.relu,
+        residual=m.residual,
+        relu6=m.relu6,
+    )
+    new.location = conv.location
+    Rewriter.insert_op(new, where)
+    last.results[0].replace_all_uses_with(new.result)
+    for folded in reversed(m.epilogue):
+        Rewriter.erase_op(folded)
+    Rewriter.erase_op(conv)
+    _erase_dead([*m.folded, *m.epilogue, conv])
 
 
 _PURE = (arith.ConstantOp, tensor.EmptyOp, tensor.PadOp, linalg.FillOp, linalg.BroadcastOp)
@@ -329,9 +494,3 @@ def _erase_dead(roots: list[Operation]) -> None:
         nested = [o.owner for r in op.regions for b in r.blocks for x in b.ops for o in x.operands]
         Rewriter.erase_op(op)
         pending += operands + [n for n in nested if isinstance(n, Operation)]
-
-
-def _before(op: Operation):
-    from xdsl.rewriter import InsertPoint
-
-    return InsertPoint.before(op)

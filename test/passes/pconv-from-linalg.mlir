@@ -33,18 +33,31 @@
 // PROJECT:         pconv.conv2d %arg0, %[[W]] patterns <{{\[}}[{{[0-9, ]+}}], [{{[0-9, ]+}}]], taps = 4> kernel_patterns dense<{{.*}}-1{{.*}}> : tensor<6x4xi8>
 // PROJECT-NOT:     linalg.conv_2d_nchw_fchw
 
-// Left alone: a 1x1 conv, a depthwise conv (a linalg.generic) and a 3x3 conv whose weight is
-// an argument, not a constant.
+// A 1x1 conv becomes a pconv.conv2d with the 1x1 dense set; its all-zero kernel (3, 1) is a
+// removed one (-1). Left alone: a depthwise conv (a linalg.generic) and a 3x3 conv whose
+// weight is an argument, not a constant.
 // RUN: pconv-opt %S/../frontend/inputs/leave_alone.mlir -p pconv-from-linalg | filecheck %s --check-prefix=ALONE
 // ALONE-LABEL: func.func @main
-// ALONE:         linalg.conv_2d_nchw_fchw {{.*}} tensor<4x4x1x1xf32>
+// ALONE:         pconv.conv2d %arg0, %{{.*}} patterns <{{\[}}[0]], taps = 1, window = [1, 1]> kernel_patterns dense<{{\[}}[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, -1, 0, 0]]>
 // ALONE:         linalg.generic
 // ALONE:         linalg.conv_2d_nchw_fchw {{.*}} ins(%{{.*}}, %arg1 : tensor<1x4x7x7xf32>, tensor<2x4x3x3xf32>)
 // ALONE-NOT:     pconv
+// With dense=false only pattern layers are converted: the 1x1 conv stays linalg.
+// RUN: pconv-opt %S/../frontend/inputs/leave_alone.mlir -p 'pconv-from-linalg{dense=false}' | filecheck %s --check-prefix=ONLY
+// ONLY-NOT:     pconv.conv2d
 
-// A dense (unpruned) conv in infer mode is a diagnostic naming the conv and the kernel, and
-// converts with the dense 9-tap set when asked for taps=9.
-// RUN: not pconv-opt %S/inputs/dense_conv.mlir -p pconv-from-linalg 2>&1 | filecheck %s --check-prefix=DIAG
-// DIAG: inputs/dense_conv.mlir:13:5: error: 'linalg.conv_2d_nchw_fchw' op 3x3 conv #0 (2x2x3x3): kernel (0, 0) has 6 nonzero taps [1, 2, 3, 4, 5, 7], a pattern keeps 4
+// A dense (unpruned) 3x3 conv in infer mode becomes a dense layer: the 9-tap set, every kernel
+// kept (it used to stop the whole compilation); taps=9 asks for that for every 3x3 conv.
+// RUN: pconv-opt %S/inputs/dense_conv.mlir -p pconv-from-linalg | filecheck %s --check-prefix=DENSE
 // RUN: pconv-opt %S/inputs/dense_conv.mlir -p 'pconv-from-linalg{taps=9}' | filecheck %s --check-prefix=DENSE
 // DENSE: pconv.conv2d %arg0, %{{.*}}, %{{.*}} patterns <{{\[}}[0, 1, 2, 3, 4, 5, 6, 7, 8]], taps = 9> kernel_patterns dense<0> : tensor<2x2xi8>
+
+// The epilogue torch-mlir emits for a ResNet block and a ReLU6 (MobileNet) folds into the conv:
+// the shortcut add becomes the residual operand, a max with a rank-0 zero then a min with a
+// rank-0 six become relu6.
+// RUN: pconv-opt %S/inputs/epilogue.mlir -p pconv-from-linalg | filecheck %s --check-prefix=EPILOGUE
+// EPILOGUE-LABEL: func.func @main
+// EPILOGUE:         %[[A:.*]] = pconv.conv2d %arg0, %{{.*}}, %{{.*}} patterns <{{.*}}taps = 9> {{.*}} padding [1, 1] dilation [1, 1] relu6 :
+// EPILOGUE:         %[[B:.*]] = pconv.conv2d %[[A]], %{{.*}}, %{{.*}} residual %arg0 : tensor<1x4x5x5xf32> patterns <{{\[}}[0]], taps = 1, window = [1, 1]> {{.*}} relu :
+// EPILOGUE-NOT:     linalg.generic
+// EPILOGUE:         func.return %[[B]]

@@ -63,17 +63,17 @@ def test_aarch64_artifact_runs_under_qemu(model, need_tool):
 def test_infer_mode_never_changes_weights_but_project_does(model):
     x = torch.randn(1, 3, 11, 11)
     dense_model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU()).eval()
-    with pytest.raises(PconvError, match=r"kernel \(0, 0\) has 9 nonzero taps"):
-        pconv_mlir.compile(dense_model, x)
+    inferred = pconv_mlir.compile(dense_model, x)  # an unpruned conv is a dense layer
     projected = pconv_mlir.compile(dense_model, x, mode="project", patterns=2, connectivity=1.5)
     dense = pconv_mlir.compile(dense_model, x, mode="dense")
     try:
         reference = dense_model(x).detach().numpy()
+        np.testing.assert_allclose(inferred(x), reference, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(dense(x), reference, rtol=1e-4, atol=1e-5)
         assert not np.allclose(projected(x), reference, atol=1e-3)
     finally:
-        projected.close()
-        dense.close()
+        for artifact in (inferred, projected, dense):
+            artifact.close()
 
 
 def test_tuned_artifact_matches(model):

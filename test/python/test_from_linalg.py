@@ -49,10 +49,11 @@ def test_infer_mode_matches_torch(batch):
     pruning.prune_model(model, patterns=6, connectivity=2.5)
     module, ctx = rewrite(model, x, "pconv-from-linalg")
     convs = [op for op in module.walk() if isinstance(op, Conv2dOp)]
-    assert len(convs) == 4
+    assert len(convs) == 5  # the 3x3 pattern layers and the 1x1 conv (a dense 1x1 layer)
+    assert [op.patterns.kernel_window for op in convs].count((1, 1)) == 1
     assert {tuple(op.strides.get_values()) for op in convs} == {(1, 1), (2, 2)}
     assert {tuple(op.padding.get_values()) for op in convs} == {(0, 0), (1, 1)}
-    assert sum(op.relu is not None for op in convs) == 2
+    assert sum(op.relu is not None for op in convs) == 3
     (got,) = run_function(module, "main", x.numpy(), ctx=ctx)
     np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
 
