@@ -75,7 +75,7 @@ from xdsl.dialects.builtin import (
     VectorType,
 )
 from xdsl.dialects.linalg import ops as linalg
-from xdsl.ir import Block, SSAValue
+from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
@@ -93,6 +93,10 @@ index_type = IndexType()
 
 def _ceil_div(value: int, divisor: int) -> int:
     return -(-value // divisor)
+
+
+PARALLEL_ITERATIONS = 8
+"""Parallel iterations a conv offers at least (when it can): enough to balance a few threads."""
 
 
 def register_tile(oh: int, ow: int, schedule: ScheduleAttr | Mapping[str, int]) -> tuple[int, int]:
@@ -234,6 +238,19 @@ def _loop(lb: SSAValue, ub: SSAValue, step: SSAValue) -> Iterator[SSAValue]:
     scf.ForOp(lb, ub, step, [], body)
 
 
+@contextmanager
+def _parallel(upper: list[int]) -> Iterator[list[SSAValue]]:
+    """An scf.parallel over 0..upper[d] (step 1) in every dimension d: its iterations may run
+    on different threads. The ops built inside the `with` form its body; the induction
+    variables are the `as` target."""
+    body = Block(arg_types=[index_type] * len(upper))
+    with ImplicitBuilder(body):
+        yield list(body.args)
+        scf.ReduceOp()
+    zeros, ones = [_const(0) for _ in upper], [_const(1) for _ in upper]
+    scf.ParallelOp(zeros, [_const(u) for u in upper], ones, Region(body))
+
+
 @dataclass(frozen=True)
 class _Tile:
     """One register tile: image `n`, first output row `oh0` and column `ow0`, and `base`, the
@@ -243,6 +260,8 @@ class _Tile:
     oh0: SSAValue
     ow0: SSAValue
     base: SSAValue
+    filters: tuple[SSAValue, SSAValue]
+    """The stored filters [first, end) this tile computes (the tile's share of the filters)."""
 
 
 class FkwConvEmitter:
@@ -310,20 +329,18 @@ class FkwConvEmitter:
         geo = self.geo
         xp = memref.AllocOp.get(f32, shape=[geo.n * geo.s_n]).memref
         linalg.FillOp((self.zero_f,), (xp,), ())
-        with _loop(self.zero, _const(geo.n), self.one) as n:
-            n_base = _mul(n, geo.s_n)
-            with _loop(self.zero, _const(geo.c), self.one) as c:
-                c_base = arith.AddiOp(n_base, _mul(c, geo.s_c)).result
-                with _loop(self.zero, _const(geo.h), self.one) as iy:
-                    row_base = arith.AddiOp(c_base, _mul(_add(iy, geo.ph), geo.s_y)).result
-                    with _loop(self.zero, _const(geo.w), self.one) as ix:
-                        value = memref.LoadOp.get(x, [n, c, iy, ix]).res
-                        col = _add(ix, geo.pw)
-                        if geo.sw > 1:
-                            sw = _const(geo.sw)
-                            phase, j = arith.RemUIOp(col, sw), arith.DivUIOp(col, sw)
-                            col = arith.AddiOp(_mul(phase.result, geo.s_q), j).result
-                        memref.StoreOp.get(value, xp, [arith.AddiOp(row_base, col).result])
+        with _parallel([geo.n, geo.c]) as (n, c):
+            c_base = arith.AddiOp(_mul(n, geo.s_n), _mul(c, geo.s_c)).result
+            with _loop(_const(0), _const(geo.h), _const(1)) as iy:
+                row_base = arith.AddiOp(c_base, _mul(_add(iy, geo.ph), geo.s_y)).result
+                with _loop(_const(0), _const(geo.w), _const(1)) as ix:
+                    value = memref.LoadOp.get(x, [n, c, iy, ix]).res
+                    col = _add(ix, geo.pw)
+                    if geo.sw > 1:
+                        sw = _const(geo.sw)
+                        phase, j = arith.RemUIOp(col, sw), arith.DivUIOp(col, sw)
+                        col = arith.AddiOp(_mul(phase.result, geo.s_q), j).result
+                    memref.StoreOp.get(value, xp, [arith.AddiOp(row_base, col).result])
         return xp
 
     def start_from_residual(self, residual: SSAValue, shape: list[int], tiled: list[int]) -> None:
@@ -339,14 +356,30 @@ class FkwConvEmitter:
         memref.CopyOp(residual, view.result)
 
     def tile_loops(self) -> None:
-        """Image, row tile, column tile; in each tile every channel block of every filter."""
+        """In parallel over images, row tiles and shares of the filters (`filter_shares`); in
+        each, column tiles, and in each tile every channel block of the share's filters."""
         geo = self.geo
-        with _loop(self.zero, _const(geo.n), self.one) as n:
-            with _loop(self.zero, _const(geo.oh_tiled), _const(geo.unroll_rows)) as oh0:
-                y_base = _mul(oh0, geo.sh)
-                with _loop(self.zero, _const(geo.ow_tiled), _const(geo.tile_width)) as ow0:
-                    start = arith.AddiOp(_mul(n, geo.s_n), _mul(y_base, geo.s_y)).result
-                    self.channel_blocks(_Tile(n, oh0, ow0, arith.AddiOp(start, ow0).result))
+        rows = geo.oh_tiled // geo.unroll_rows
+        shares, share = self.filter_shares(geo.n * rows)
+        with _parallel([geo.n, rows, shares]) as (n, row, part):
+            oh0 = _mul(row, geo.unroll_rows)
+            first = _mul(part, share)
+            end = arith.MinUIOp(_add(first, share), _const(geo.f)).result
+            y_base = _mul(oh0, geo.sh)
+            start = arith.AddiOp(_mul(n, geo.s_n), _mul(y_base, geo.s_y)).result
+            with _loop(_const(0), _const(geo.ow_tiled), _const(geo.tile_width)) as ow0:
+                base = arith.AddiOp(start, ow0).result
+                self.channel_blocks(_Tile(n, oh0, ow0, base, (first, end)))
+
+    def filter_shares(self, row_tiles: int) -> tuple[int, int]:
+        """(shares, filters per share): the stored filters are cut into shares, whole groups
+        of `unroll_filters` each, so that images x row tiles x shares gives the threads at least
+        `PARALLEL_ITERATIONS` iterations to balance (one share when the rows already do)."""
+        group = max(1, min(self.schedule["unroll_filters"], self.geo.f))
+        groups = _ceil_div(self.geo.f, group)
+        shares = min(groups, max(1, _ceil_div(PARALLEL_ITERATIONS, row_tiles)))
+        per_share = _ceil_div(groups, shares) * group
+        return _ceil_div(self.geo.f, per_share), per_share
 
     def channel_blocks(self, tile: _Tile) -> None:
         """Every filter over channel block 0, then (when there are several blocks) a loop over
@@ -361,17 +394,21 @@ class FkwConvEmitter:
             self.rectify(tile)
 
     def all_filters(self, tile: _Tile, first_run: SSAValue | None) -> None:
-        """The stored filters in groups of `unroll_filters`, then the ones left over, one by one,
-        over the channel block whose first run in `stride` is `first_run` (b * K; None for
-        block 0)."""
-        f = self.geo.f
-        size = min(self.schedule["unroll_filters"], f)
-        whole = f - f % size
-        with _loop(self.zero, _const(whole), _const(size)) as i:
-            self.filter_group(tile, i, size, first_run)
-        if whole < f:
-            with _loop(_const(whole), _const(f), self.one) as i:
+        """The tile's stored filters in groups of `unroll_filters`, then the ones left over, one
+        by one, over the channel block whose first run in `stride` is `first_run` (b * K; None
+        for block 0)."""
+        first, end = tile.filters
+        size = min(self.schedule["unroll_filters"], self.geo.f)
+        if size == 1:
+            with _loop(first, end, self.one) as i:
                 self.filter_group(tile, i, 1, first_run)
+            return
+        count = arith.SubiOp(end, first).result
+        whole = arith.AddiOp(first, arith.SubiOp(count, arith.RemUIOp(count, _const(size)))).result
+        with _loop(first, whole, _const(size)) as i:
+            self.filter_group(tile, i, size, first_run)
+        with _loop(whole, end, self.one) as i:
+            self.filter_group(tile, i, 1, first_run)
 
     def filter_group(
         self, tile: _Tile, first: SSAValue, size: int, first_run: SSAValue | None
@@ -496,9 +533,10 @@ class FkwConvEmitter:
                 slot += self.partial_sums
 
     def rectify(self, tile: _Tile) -> None:
-        """The activation over the tile of every output channel, after the last channel
-        block."""
-        with _loop(self.zero, _const(self.geo.f), self.one) as channel:
+        """The activation over the tile of each of its filters' output channels, after the last
+        channel block."""
+        with _loop(*tile.filters, self.one) as i:
+            channel = _load_index(self.reorder, [i])
             for at in self.tile_positions(tile, channel):
                 value = vector.LoadOp(self.target, at, self.vtype).result
                 vector.StoreOp(self.activation(value), self.target, at)

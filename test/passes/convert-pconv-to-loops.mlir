@@ -4,7 +4,8 @@
 // 4 lanes. The input is copied into a flat zero-padded buffer (2 channels x (1 + 4 + 1 rows) x
 // 1 stride phase x (8 + 2 + 1 columns) = 132); one kernel loop per pattern carries the two
 // accumulators; every tap of every row is a load at the kernel's base plus a constant:
-// 4 taps x 2 rows = 8 multiply-adds per kernel.
+// 4 taps x 2 rows = 8 multiply-adds per kernel. Images x row tiles x shares of the filters
+// are an scf.parallel (threads), column tiles and filters loops inside it.
 // CHECK-LABEL: func.func @conv
 // CHECK:         %[[X:.*]] = bufferization.to_buffer %x
 // CHECK:         %[[XP:.*]] = memref.alloc() : memref<132xf32>
@@ -12,7 +13,7 @@
 // CHECK:         memref.store %{{.*}}, %[[XP]]
 // CHECK:         %[[OUT:.*]] = memref.alloc() : memref<1x2x4x6xf32>
 // CHECK:         %[[TILED:.*]] = memref.alloc() : memref<1x2x4x8xf32>
-// CHECK:         scf.for
+// CHECK:         "scf.parallel"(%{{.*}}) <{operandSegmentSizes = array<i32: 3, 3, 3, 0>}>
 // CHECK:           scf.for
 // CHECK:             scf.for
 // CHECK:               %{{.*}}, %{{.*}} = scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<4xf32>, vector<4xf32>) {
