@@ -23,6 +23,7 @@ PASSES: dict[str, tuple[str, str]] = {
         "ConvertPconvToLoopsPass",
     ),
     "pconv-lre": ("pconv_mlir.passes.pconv_lre", "PconvLrePass"),
+    "pconv-profile-layers": ("pconv_mlir.passes.pconv_profile_layers", "PconvProfileLayersPass"),
     "pconv-lower-to-llvm": ("pconv_mlir.lowering.pconv_lower_to_llvm", "PconvLowerToLlvmPass"),
 }
 """Pass name -> (module, class), in pipeline order."""
