@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from io import StringIO
 
 from xdsl.context import Context
-from xdsl.dialects import func
+from xdsl.dialects import func, memref
 from xdsl.dialects.builtin import (
     AffineMapAttr,
     DenseResourceAttr,
@@ -47,12 +47,16 @@ from xdsl.dialects.builtin import (
     TensorType,
 )
 from xdsl.ir import Attribute, Operation
-from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException
 
 from pconv_mlir.elements import has_data, scalar_of, storage_of
 from pconv_mlir.errors import LoweringError, ToolFailedError, first_line
-from pconv_mlir.ir import default_context
+from pconv_mlir.ir import ResourcePrinter, default_context, write_resources
+from pconv_mlir.lowering.externalize_constants import (
+    external_declaration,
+    is_external,
+    missing_data_message,
+)
 from pconv_mlir.machine import Machine, machine
 from pconv_mlir.toolchain import run_tool
 
@@ -207,11 +211,14 @@ _LINALG_EXPLICIT_REGION = frozenset(
 )
 
 
-class _UpstreamPrinter(Printer):
-    """Generic form, except for named linalg ops (custom form, without their region)."""
+class _UpstreamPrinter(ResourcePrinter):
+    """Generic form, except for named linalg ops (custom form, without their region); globals
+    made by `pconv-externalize-constants` as MLIR's external declarations, without their data."""
 
     def print_op(self, op: Operation) -> None:
-        if (
+        if isinstance(op, memref.GlobalOp) and is_external(op):
+            super().print_op(external_declaration(op))
+        elif (
             self.print_generic_format
             and op.name.startswith("linalg.")
             and op.name not in _LINALG_EXPLICIT_REGION
@@ -238,18 +245,15 @@ def check_upstream_only(module: ModuleOp) -> None:
 
 
 def _check_resource_blobs(module: ModuleOp, ctx: Context) -> None:
-    """Raise `LoweringError` for a `dense_resource` whose blob `ctx` does not hold."""
+    """Raise `LoweringError`, located at the op, for a `dense_resource` whose blob `ctx` does not
+    hold (the data of externalized globals included: the build links it in)."""
     storage = storage_of(ctx)
     for op in module.walk():
         for attr in (*op.properties.values(), *op.attributes.values()):
             if isinstance(attr, DenseResourceAttr):
                 key = attr.resource_handle.data
                 if not has_data(storage, key):
-                    raise LoweringError(
-                        f"dense_resource<{key}> has no data in the context the module is "
-                        "lowered in (was it parsed or imported into another context?)",
-                        op=op,
-                    )
+                    raise LoweringError(missing_data_message(key), op=op)
 
 
 def print_for_mlir_opt(
@@ -258,7 +262,11 @@ def print_for_mlir_opt(
     """`module` as text for `mlir-opt-22`: generic form plus the `dense_resource` blobs it uses,
     read from `ctx` (default: `pconv_mlir.ir.default_context()`).
 
-    With `target`, a copy of the module carries `llvm.target_triple` and `llvm.data_layout`.
+    The globals of `pconv-externalize-constants` are printed as external declarations and their
+    data is left out (the build links it in from the weights file, see
+    `pconv_mlir.lowering.externalize_constants.external_constants`), so after that pass the text
+    holds no large constant. With `target`, a copy of the module carries `llvm.target_triple`
+    and `llvm.data_layout`.
     """
     ctx = default_context() if ctx is None else ctx
     if target is not None:
@@ -270,8 +278,8 @@ def print_for_mlir_opt(
     stream = StringIO()
     printer = _UpstreamPrinter(stream=stream, print_generic_format=True)
     printer.print_op(module)
-    printer.print_metadata(ctx.loaded_dialects)
     stream.write("\n")
+    write_resources(stream, ctx, printer.resources.get("builtin", ()))
     return stream.getvalue()
 
 
@@ -280,18 +288,32 @@ def print_for_mlir_opt(
 # ------------------------------------------------------------------------------------------------
 
 
-def llvm_pipeline(opt_level: int = 3) -> str:
+def llvm_pipeline(opt_level: int = 3, *, transform_library: str | None = None) -> str:
     """The `mlir-opt-22 --pass-pipeline` that takes upstream dialects to the llvm dialect.
 
-    In order: bufferize tensors (function boundaries with identity layouts), make buffer results
-    caller-allocated out-params, insert deallocations; linalg ops (named and generic) to scf loops;
-    vector transfers to scf; subviews and affine maps to arithmetic; with `opt_level` >= 1,
-    canonicalize, cse and loop-invariant code motion; scf to cf; then every dialect to llvm, with
-    bare pointers for memrefs at function boundaries. Passes with nothing to do (bufferization on
-    a memref-only module) leave the module as it is.
+    In order: with `transform_library` (a file holding a transform script such as
+    `pconv_mlir.lowering.vectorize_linalg.transform_script` makes), run its
+    `@__transform_main` on the module while it is still on tensors: the linalg ops it tiles and
+    vectorises become vector code; bufferize tensors (function boundaries with identity
+    layouts), make buffer results caller-allocated out-params, insert deallocations; the
+    remaining linalg ops (named and generic) to scf loops; vector transfers to scf; subviews and
+    affine maps to arithmetic; with `opt_level` >= 1, canonicalize, cse and loop-invariant code
+    motion; scf to cf; then every dialect to llvm, with bare pointers for memrefs at function
+    boundaries. Passes with nothing to do (bufferization on a memref-only module) leave the
+    module as it is.
     """
     cleanup = ["canonicalize", "cse", "loop-invariant-code-motion"] if opt_level >= 1 else []
+    vectorize = (
+        [
+            f"transform-preload-library{{transform-library-paths={transform_library}}}",
+            "transform-interpreter",
+        ]
+        if transform_library is not None
+        else []
+    )
     passes = [
+        # linalg on tensors to vector code (the ops the transform script tags).
+        *vectorize,
         # Tensors to buffers.
         "one-shot-bufferize{bufferize-function-boundaries"
         " function-boundary-type-conversion=identity-layout-map}",
@@ -320,6 +342,33 @@ def llvm_pipeline(opt_level: int = 3) -> str:
         "reconcile-unrealized-casts",
     ]
     return "builtin.module(" + ",".join(passes) + ")"
+
+
+def _lower_vectorized(module: ModuleOp, ctx: Context | None, spec: Machine, opt_level: int) -> str:
+    """`lower_to_llvm_dialect` with the linalg ops that have a vector form vectorised: a copy
+    of `module` gets the canonical forms of `pconv_mlir.lowering.vectorize_linalg`, and
+    `llvm_pipeline` runs the transform script for its kinds and `spec`."""
+    import tempfile
+    from pathlib import Path
+
+    from pconv_mlir.lowering.vectorize_linalg import prepare_linalg, transform_script
+
+    # The checks of `prepare_for_mlir_opt` on the module as given, so diagnostics name its ops.
+    try:
+        module.verify()
+    except DiagnosticException as e:
+        raise LoweringError(f"module does not verify: {first_line(e)}") from None
+    check_upstream_only(module)
+    function_signatures(module)
+    vectorized = module.clone()
+    kinds = prepare_linalg(vectorized, spec)
+    text = prepare_for_mlir_opt(vectorized, ctx, spec)
+    if not kinds:
+        return run_mlir_opt(text, llvm_pipeline(opt_level))
+    with tempfile.TemporaryDirectory(prefix="pconv-transform-") as folder:
+        library = Path(folder) / "vectorize.mlir"
+        library.write_text(transform_script(kinds, spec))
+        return run_mlir_opt(text, llvm_pipeline(opt_level, transform_library=str(library)))
 
 
 def _run_upstream(tool: str, args: list[str], text: str) -> str:
@@ -363,11 +412,17 @@ def lower_to_llvm_dialect(
     target: Machine | str = "host",
     *,
     opt_level: int = 3,
+    vectorize: bool = True,
 ) -> str:
     """`module` lowered by `llvm_pipeline()` to the llvm dialect, as upstream MLIR text.
 
-    The text is in LLVM 22 syntax, which xDSL may not parse: give it to `translate_to_llvm_ir`.
+    With `vectorize` (the default), the linalg ops that have a vector form
+    (`pconv_mlir.lowering.vectorize_linalg`) are tiled and vectorised for `target`; the others
+    become scalar loops (`vectorize_linalg.unvectorised_ops` lists them). The text is in LLVM 22
+    syntax, which xDSL may not parse: give it to `translate_to_llvm_ir`.
     """
+    if vectorize:
+        return _lower_vectorized(module, ctx, machine(target), opt_level)
     return run_mlir_opt(prepare_for_mlir_opt(module, ctx, target), llvm_pipeline(opt_level))
 
 

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.parser import Parser
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
-from xdsl.utils.exceptions import ParseError
 
-from pconv_mlir.errors import LoweringError, OptionError
+from pconv_mlir.errors import LoweringError, OptionError, PconvError
+from pconv_mlir.ir import parse_module
 from pconv_mlir.lowering.convert_pconv_to_loops import ConvertPconvToLoopsPass
 from pconv_mlir.lowering.llvm import llvm_pipeline, prepare_for_mlir_opt, run_mlir_opt
 from pconv_mlir.machine import machine as machine_named
@@ -59,10 +58,12 @@ class PconvLowerToLlvmPass(ModulePass):
         )
         lenient = ctx.clone()
         lenient.allow_unregistered = True
+        # parse_module renames a resource key the storage already holds (the weights the
+        # module had before lowering), in the module and in the section alike.
         try:
-            lowered = Parser(lenient, text, "<mlir-opt-22>").parse_module()
-        except ParseError as e:
-            raise LoweringError(f"xDSL cannot read mlir-opt-22's output back: {e.msg}") from None
+            lowered = parse_module(text, lenient, name="<mlir-opt-22>")
+        except PconvError as e:
+            raise LoweringError(f"xDSL cannot read mlir-opt-22's output back: {e}") from None
         for old in list(op.body.block.ops):
             Rewriter.erase_op(old, safe_erase=False)
         op.attributes.update(lowered.attributes)

@@ -24,6 +24,10 @@ PASSES: dict[str, tuple[str, str]] = {
     ),
     "pconv-lre": ("pconv_mlir.passes.pconv_lre", "PconvLrePass"),
     "pconv-profile-layers": ("pconv_mlir.passes.pconv_profile_layers", "PconvProfileLayersPass"),
+    "pconv-externalize-constants": (
+        "pconv_mlir.lowering.externalize_constants",
+        "ExternalizeConstantsPass",
+    ),
     "pconv-lower-to-llvm": ("pconv_mlir.lowering.pconv_lower_to_llvm", "PconvLowerToLlvmPass"),
 }
 """Pass name -> (module, class), in pipeline order."""

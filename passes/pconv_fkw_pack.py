@@ -11,10 +11,13 @@ replaced by five constants that hold only what the generated loops read (`pconv_
   channel blocking (B = 1) the run of pattern p is `stride[i, p]` to `stride[i, p + 1]`;
 - `weight`  [N, taps]: each kernel's kept weights, in the order of its pattern's taps.
 
-A conv whose weight is not a constant is left alone. Options: any `#pconv.schedule` parameter
-(`vector_width`, `unroll_rows`, `unroll_cols`, `partial_sums`, `unroll_filters`,
-`tile_channels`; the others take their defaults), `report` (print dense fp32 bytes and FKW bytes
-of each conv to stderr).
+Arrays of more than `pconv_mlir.elements.INLINE_LIMIT` bytes (the `index` and `weight` of a
+large layer) are `dense_resource<fkw_NAME>` constants whose data is stored as bytes in the
+context, never as text. A conv whose weight is not a constant is left alone.
+
+Options: any `#pconv.schedule` parameter (`vector_width`, `unroll_rows`, `unroll_cols`,
+`partial_sums`, `unroll_filters`, `tile_channels`; the others take their defaults), `report`
+(print dense fp32 bytes and FKW bytes of each conv to stderr).
 
     %w = arith.constant dense<...> : tensor<4x3x3x3xf32>
     %y = pconv.conv2d %x, %w patterns <...> kernel_patterns dense<...> ...
@@ -50,8 +53,9 @@ from pconv_mlir.dialects.pconv import (
     schedule_values,
     window_of,
 )
-from pconv_mlir.elements import ElementsError, constant_value, dense_constant
+from pconv_mlir.elements import ElementsError, constant_value
 from pconv_mlir.errors import OpError, op_location
+from pconv_mlir.passes.pconv_schedule import fkw_constants
 from pconv_mlir.patterns import outside_patterns
 
 
@@ -87,9 +91,7 @@ class _PackWeights(RewritePattern):
                 f"({dense / max(1, packed.nbytes()):.2f}x smaller)",
                 file=sys.stderr,
             )
-        constants = [dense_constant(array) for array in packed.arrays()]
-        for name, constant in zip(fkw.NAMES, constants, strict=True):
-            constant.result.name_hint = name
+        constants = fkw_constants(self.ctx, packed)
         groups = None if op.filter_groups is None else list(op.filter_groups.get_values())
         new = FkwConv2dOp(
             op.input,

@@ -33,12 +33,30 @@ from pconv_mlir.dialects.pconv import (
     schedule_values,
     window_of,
 )
-from pconv_mlir.elements import dense_constant
+from pconv_mlir.elements import constant_op
 from pconv_mlir.errors import OpError
 
 
-def reschedule(op: FkwConv2dOp, schedule: ScheduleAttr, rewriter: PatternRewriter) -> None:
-    """Give `op` another schedule, re-packing its FKW constants when the channel blocks change."""
+def fkw_constants(ctx: Context | None, packed: fkw.Fkw) -> list[ConstantOp]:
+    """The five FKW arrays as `arith.constant`s named after them: `dense<...>` when small,
+    `dense_resource<fkw_NAME...>` with the data stored as bytes in `ctx` (None: the active
+    storage) when large (see `pconv_mlir.elements.constant_op`)."""
+    constants = []
+    for name, array in zip(fkw.NAMES, packed.arrays(), strict=True):
+        constant = constant_op(ctx, array, f"fkw_{name}")
+        constant.result.name_hint = name
+        constants.append(constant)
+    return constants
+
+
+def reschedule(
+    op: FkwConv2dOp,
+    schedule: ScheduleAttr,
+    rewriter: PatternRewriter,
+    ctx: Context | None = None,
+) -> None:
+    """Give `op` another schedule, re-packing its FKW constants when the channel blocks change
+    (large arrays go to `ctx`'s storage; None: the active one)."""
     if schedule == op.schedule:
         return
     channels = op.input.type.get_shape()[1]
@@ -50,9 +68,7 @@ def reschedule(op: FkwConv2dOp, schedule: ScheduleAttr, rewriter: PatternRewrite
         if arrays is None:
             raise OpError(op, "cannot change tile_channels: the FKW arrays are not constants")
         packed = fkw.reblock(arrays, op.patterns.patterns, channels, schedule["tile_channels"])
-        constants = [dense_constant(a) for a in packed.arrays()]
-        for name, constant in zip(fkw.NAMES, constants, strict=True):
-            constant.result.name_hint = name
+        constants = fkw_constants(ctx, packed)
         operands = [c.result for c in constants]
     groups = None if op.filter_groups is None else list(op.filter_groups.get_values())
     new = FkwConv2dOp(
@@ -77,12 +93,13 @@ def reschedule(op: FkwConv2dOp, schedule: ScheduleAttr, rewriter: PatternRewrite
 @dataclass
 class _SetSchedule(RewritePattern):
     values: dict[str, int]
+    ctx: Context
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: FkwConv2dOp, rewriter: PatternRewriter) -> None:
         schedule = op.schedule.replace(**self.values)
         if schedule != op.schedule:
-            reschedule(op, schedule, rewriter)
+            reschedule(op, schedule, rewriter, self.ctx)
 
 
 @dataclass(frozen=True)
@@ -101,4 +118,5 @@ class PconvSchedulePass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         values = schedule_values(self)
         if values:
-            PatternRewriteWalker(_SetSchedule(values), apply_recursively=False).rewrite_module(op)
+            walker = PatternRewriteWalker(_SetSchedule(values, ctx), apply_recursively=False)
+            walker.rewrite_module(op)

@@ -2,13 +2,15 @@
 
     >>> art = pconv_mlir.compile(model, torch.randn(1, 3, 32, 32))              # doctest: +SKIP
     >>> y = art(x)                      # numpy out, computed by the generated code
-    >>> art.save("out/")                # forward.so, forward.h, forward.ll
+    >>> art.save("out/")                # forward.so, forward.h, forward.ll (+ the weights file)
 
 Options (`CompileOptions`) become a backend and a list of pass objects: torch-mlir import (linalg
 on tensors) -> `pconv-from-linalg` -> `pconv-fkr` -> `pconv-fkw-pack` (the schedule) ->
-[`pconv-apply-tuning`] -> the backend's lowering (`convert-pconv-to-loops`, `pconv-lre`) -> the
-backend's build (LLVM: mlir-opt-22, mlir-translate-22, clang-22). Everything that is not a 3x3
-conv goes down the upstream linalg path.
+[`pconv-apply-tuning`] -> the backend's lowering (`convert-pconv-to-loops`, `pconv-lre`,
+`pconv-externalize-constants`) -> the backend's build (LLVM: mlir-opt-22, mlir-translate-22,
+clang-22). Everything that is not a 3x3 conv goes down the upstream linalg path. The weights
+stay numpy arrays from the torch module to the artifact: large constants are external symbols
+in the IR, and their bytes go from one binary file into the library (no text on the way).
 
 By default `compile` changes no weight: it reads the patterns from the weights it is given
 (`mode="infer"`), so the artifact computes what the model computes. `mode="project"` prunes in
@@ -49,7 +51,7 @@ from xdsl.utils.exceptions import VerifyException
 from pconv_mlir.backends import get_backend
 from pconv_mlir.backends.base import Backend
 from pconv_mlir.dialects.pconv import SCHEDULE_FIELDS, ScheduleAttr
-from pconv_mlir.elements import using_storage
+from pconv_mlir.elements import INLINE_LIMIT, using_storage
 from pconv_mlir.errors import OptionError, RunError
 from pconv_mlir.ir import make_context, parse_module, print_module
 from pconv_mlir.pipeline import Pipeline
@@ -185,12 +187,16 @@ class CompiledModel:
     """The backend's code (LLVM IR for the CPU backends)."""
     mlir: str
     """The module after the pconv passes and the backend's lowering to upstream dialects (for
-    the CPU backends: loops and vectors), before LLVM: what was compiled."""
+    the CPU backends: loops and vectors), before LLVM: what was compiled. The data of blobs
+    larger than `pconv_mlir.elements.INLINE_LIMIT` bytes is elided (it is in `weights`)."""
     signature: Any
     runner: Any
     workdir: Path
     tuning: Any = None
     """The tuning database the schedules came from, when `tune=True`."""
+    weights: Any = None
+    """The bytes of the external constants (a `pconv_mlir.runtime.build.WeightsFile` in
+    `workdir`), linked into the code; None when the model has no large constant."""
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -229,10 +235,17 @@ class CompiledModel:
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write what an application needs to `directory` (for the CPU backends: `forward.so`
-        built for the target, `forward.h`, `forward.ll`; plus `tuning.json` when tuned)."""
+        built for the target with the weights inside, `forward.h`, `forward.ll`, and when the
+        model has large constants `forward.weights.bin`, their raw bytes, with
+        `forward.weights.s`, the stub that links them; plus `tuning.json` when tuned)."""
         out = Path(directory)
         self.backend.save(
-            self.text, self.signature, out, stem=ENTRY, opt_level=self.options.opt_level
+            self.text,
+            self.signature,
+            out,
+            stem=ENTRY,
+            opt_level=self.options.opt_level,
+            weights=self.weights,
         )
         if self.tuning is not None:
             self.tuning.save(out / "tuning.json")
@@ -320,7 +333,8 @@ def import_program(
                 stacklevel=3,
             )
         model = fold_batchnorm(program) if fold_bn else program
-        return import_torch(model, example_input, ctx=ctx), ctx
+        # A folded model is our own copy: the module may share its memory.
+        return import_torch(model, example_input, ctx=ctx, copy_weights=model is program), ctx
     raise OptionError(
         f"cannot compile a {type(program).__name__}: give a torch.nn.Module, an xDSL "
         "ModuleOp or MLIR text"
@@ -365,7 +379,7 @@ def compile(
                 module, ctx
             )
     Pipeline(backend.lowering(lre=opts.lre)).run(module, ctx)
-    mlir_text = print_module(module, ctx)
+    mlir_text = print_module(module, ctx, elide_resources_over=INLINE_LIMIT)
     with using_storage(ctx):
         text = backend.emit(module, ctx, opt_level=opts.opt_level)
         signature = function_signatures(module)[ENTRY]
@@ -374,11 +388,25 @@ def compile(
         tmp = tempfile.TemporaryDirectory(prefix="pconv-compile-")
         workdir = tmp.name
     try:
-        runner = backend.build(text, {ENTRY: signature}, Path(workdir), opt_level=opts.opt_level)
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        weights = backend.write_weights(module, ctx, Path(workdir) / "weights.bin")
+        del module, ctx  # the weights are in the file now
+        runner = backend.build(
+            text, {ENTRY: signature}, Path(workdir), opt_level=opts.opt_level, weights=weights
+        )
     except BaseException:
         if tmp is not None:
             tmp.cleanup()
         raise
     return CompiledModel(
-        backend, opts, text, mlir_text, signature, runner, Path(workdir), database, tmp
+        backend,
+        opts,
+        text,
+        mlir_text,
+        signature,
+        runner,
+        Path(workdir),
+        tuning=database,
+        weights=weights,
+        _tmp=tmp,
     )

@@ -7,8 +7,11 @@
 - Resources: `dense_resource<key>` blobs live in a context's builtin dialect storage (xDSL's
   `OpAsmDialectInterface`), not in the module. `constant_array(ctx, attr)` and
   `constant_value(ctx, value)` read a weight of either kind; `resource_attr(ctx, key, array)`
-  stores one. `BlobStore` is a storage that keeps the bytes (not hex text) for contexts made
-  with `pconv_mlir.ir.make_context(own_resources=True)`.
+  stores one. `BlobStore` is a storage that keeps `Blob`s (bytes, not hex text) for contexts
+  made with `pconv_mlir.ir.make_context(own_resources=True)`; hex is made only when a module
+  is printed with its resources.
+- `constant_op(ctx, array, key)`: the one way passes make a tensor constant: `dense<...>` up to
+  `INLINE_LIMIT` bytes, a `dense_resource` blob above it.
 - `active_storage()` / `using_storage(ctx)`: the storage that code without a context at hand
   (the dialect's verifiers) reads blobs from. Drivers that hold a context (`Pipeline.run`,
   `pconv-opt`, `compile`) make theirs the active one; the default is xDSL's process-wide one.
@@ -19,7 +22,7 @@ This module imports numpy and xDSL only: the dialect and every pass may use it.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -213,39 +216,86 @@ def dense_constant(array: np.ndarray, element_type: Attribute | None = None) -> 
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, eq=False)
+class Blob:
+    """One resource blob in MLIR's layout: an alignment, then the raw little-endian elements.
+
+    `data` is a read-only 1-D uint8 array (possibly a view of the array it was made from); the
+    text form, `"0x" + 4-byte little-endian alignment + data`, in hex, is made only when printed.
+    """
+
+    alignment: int
+    data: np.ndarray
+
+    @staticmethod
+    def of(array: np.ndarray, *, copy: bool = True) -> Blob:
+        """The blob of a contiguous array, aligned to its element size. `copy=False` shares the
+        array's memory (read-only through the blob): only for arrays nobody will change."""
+        array = np.array(array, order="C", copy=True) if copy else np.ascontiguousarray(array)
+        data = array.reshape(-1).view(np.uint8)
+        data.flags.writeable = False
+        return Blob(max(array.dtype.itemsize, 1), data)
+
+    @staticmethod
+    def from_hex(text: str) -> Blob:
+        """A blob from its text form `"0x..."` (alignment word included)."""
+        raw = bytes.fromhex(text[2:])
+        if len(raw) < 4:
+            raise ElementsError("a resource blob needs at least its 4-byte alignment")
+        return Blob(int.from_bytes(raw[:4], "little"), np.frombuffer(raw, np.uint8, offset=4))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of element data (the alignment word not counted)."""
+        return self.data.size
+
+    def write_hex(self, write: Callable[[str], object], chunk: int = 1 << 22) -> None:
+        """Write the text form (`0x...`, upper-case hex, no quotes) piece by piece."""
+        write("0x" + self.alignment.to_bytes(4, "little").hex().upper())
+        for start in range(0, self.data.size, chunk):
+            write(memoryview(self.data[start : start + chunk]).hex().upper())
+
+    def hex(self) -> str:
+        """The text form `0x...` (alignment word included)."""
+        parts: list[str] = []
+        self.write_hex(parts.append)
+        return "".join(parts)
+
+
 class BlobStore(OpAsmDialectInterface):
     """A builtin-dialect resource storage that keeps each blob as bytes, not as hex text.
 
-    xDSL's storage holds `"0x..."` strings; this one decodes them once when parsed, hands out
-    numpy views without copying, and makes hex only when a module is printed. MLIR's blob
-    layout is kept: a 4-byte little-endian alignment, then the raw little-endian elements.
+    xDSL's storage holds `"0x..."` strings; this one keeps `Blob`s (decoded once when parsed,
+    or stored as arrays by `store_blob`), hands out numpy views without copying, and makes hex
+    only when a module is printed with its resources.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._bytes: dict[str, bytes] = {}
+        self._blobs: dict[str, Blob] = {}
 
     def parse_resource(self, key: str, val: str) -> None:
         if not val.startswith("0x"):
             raise ValueError(f"Blob must be a hex string, got: {val[:20]}")
+        self.store(key, Blob.from_hex(val))
+
+    def store(self, key: str, blob: Blob) -> None:
+        """Fill declared resource `key` with `blob`."""
         if key not in self._blob_storage:
             raise KeyError(f"Resource with key {key} wasn't declared")
-        self._bytes[key] = bytes.fromhex(val[2:])
+        self._blobs[key] = blob
         self._blob_storage[key] = "0x"  # declared and filled; the hex is made when printed
 
-    def store_bytes(self, key: str, data: bytes) -> None:
-        """Fill declared resource `key` with raw blob bytes (alignment word included)."""
-        if key not in self._blob_storage:
-            raise KeyError(f"Resource with key {key} wasn't declared")
-        self._bytes[key] = data
-        self._blob_storage[key] = "0x"
+    def blob(self, key: str) -> Blob | None:
+        return self._blobs.get(key)
 
-    def blob_bytes(self, key: str) -> bytes | None:
-        return self._bytes.get(key)
+    def declared(self, key: str) -> bool:
+        """Whether `key` is declared (`lookup` would make the hex text of its blob)."""
+        return key in self._blob_storage
 
     def lookup(self, key: str) -> str | None:
-        if key in self._bytes:
-            return "0x" + self._bytes[key].hex().upper()
+        if key in self._blobs:
+            return self._blobs[key].hex()
         return self._blob_storage.get(key)
 
     def build_resources(self, keys: Iterable[str]) -> dict[str, str]:
@@ -292,31 +342,65 @@ def using_storage(ctx: Context | None) -> Iterator[None]:
         _ACTIVE.reset(token)
 
 
-_DECODED: dict[tuple[int, str], tuple[str, bytes]] = {}
-"""(id(storage), key) -> (the hex text, its bytes): hex storages are decoded once per blob."""
+_DECODED: dict[tuple[int, str], tuple[str, Blob]] = {}
+"""(id(storage), key) -> (the hex text, its blob): hex storages are decoded once per blob."""
 
 
-def blob_bytes(storage: OpAsmDialectInterface, key: str) -> bytes | None:
-    """The raw bytes of blob `key` in `storage` (alignment word included), or None if empty."""
+def blob_of(storage: OpAsmDialectInterface, key: str) -> Blob | None:
+    """The blob `key` of `storage`, or None if it is not declared or has no data."""
     if isinstance(storage, BlobStore):
-        return storage.blob_bytes(key)
+        return storage.blob(key)
     text = storage.lookup(key)
     if not text or text == "0x":
         return None
     cached = _DECODED.get((id(storage), key))
     if cached is not None and cached[0] is text:
         return cached[1]
-    data = bytes.fromhex(text[2:])
-    _DECODED[(id(storage), key)] = (text, data)
-    return data
+    blob = Blob.from_hex(text)
+    _DECODED[(id(storage), key)] = (text, blob)
+    return blob
+
+
+def blob_size(storage: OpAsmDialectInterface, key: str) -> int | None:
+    """Bytes of element data in blob `key` (no decoding), or None if it has no data."""
+    if isinstance(storage, BlobStore):
+        blob = storage.blob(key)
+        return None if blob is None else blob.nbytes
+    text = storage.lookup(key)
+    if not text or text == "0x":
+        return None
+    return max(0, (len(text) - 2) // 2 - 4)
 
 
 def has_data(storage: OpAsmDialectInterface, key: str) -> bool:
     """Whether blob `key` in `storage` holds data."""
+    return blob_size(storage, key) is not None
+
+
+def store_blob(storage: OpAsmDialectInterface, key: str, blob: Blob) -> None:
+    """Fill declared resource `key` of `storage`: as bytes in a `BlobStore`, else as the hex
+    text xDSL's storage holds (the one place pconv-mlir makes hex that is not printed)."""
     if isinstance(storage, BlobStore):
-        return storage.blob_bytes(key) is not None
-    text = storage.lookup(key)
-    return bool(text) and text != "0x"
+        storage.store(key, blob)
+    else:
+        storage.parse_resource(key, blob.hex())
+
+
+def declared(storage: OpAsmDialectInterface, key: str) -> bool:
+    """Whether `storage` has declared resource `key` (with or without data), without making
+    any hex text."""
+    if isinstance(storage, BlobStore):
+        return storage.declared(key)
+    return storage.lookup(key) is not None
+
+
+def fresh_key(storage: OpAsmDialectInterface, key: str, taken: Container[str] = ()) -> str:
+    """`key`, or `key_0`, `key_1`, ... : the first that `storage` has not declared and that is
+    not in `taken`. A key chosen so is never renamed by the parser or `declare_resource`."""
+    candidate, counter = key, 0
+    while candidate in taken or declared(storage, candidate):
+        candidate, counter = f"{key}_{counter}", counter + 1
+    return candidate
 
 
 def resource_array(
@@ -329,19 +413,18 @@ def resource_array(
     """
     storage = active_storage() if storage is None else storage
     key = attr.resource_handle.data
-    data = blob_bytes(storage, key)
-    if data is None:
+    blob = blob_of(storage, key)
+    if blob is None:
         raise ElementsError(f"dense_resource<{key}> has no data in this context")
     element_type = attr.type.get_element_type()
     shape = static_shape(attr)
     dtype = numpy_dtype(element_type)
-    if len(data) != 4 + prod(shape) * dtype.itemsize:
+    if blob.nbytes != prod(shape) * dtype.itemsize:
         raise ElementsError(
-            f"dense_resource<{key}> holds {len(data) - 4} bytes, {attr.type} needs "
+            f"dense_resource<{key}> holds {blob.nbytes} bytes, {attr.type} needs "
             f"{prod(shape) * dtype.itemsize}"
         )
-    raw = np.frombuffer(data, dtype=dtype, offset=4).reshape(shape)
-    return widen(raw, element_type)
+    return widen(blob.data.view(dtype).reshape(shape), element_type)
 
 
 def constant_array(ctx: Context | None, attr: Attribute, *, copy: bool = True) -> np.ndarray:
@@ -370,21 +453,64 @@ def constant_value(ctx: Context | None, value: SSAValue, *, copy: bool = True) -
     return constant_array(ctx, owner.value, copy=copy)
 
 
-def resource_attr(ctx: Context | None, key: str, array: np.ndarray) -> DenseResourceAttr:
+def resource_attr(
+    ctx: Context | None, key: str, array: np.ndarray, *, copy: bool = True
+) -> DenseResourceAttr:
     """Store `array` as a blob and return `dense_resource<key'> : tensor<...>`.
 
     `key'` is `key`, or `key_0`, `key_1`, ... if the storage already holds `key`. Stored in
-    `ctx`'s storage (None: the active one). The inverse of `resource_array`.
+    `ctx`'s storage (None: the active one): as bytes in a `BlobStore`, as hex in xDSL's shared
+    storage. The blob is a copy of `array` unless `copy=False` (then it shares `array`'s memory,
+    which nobody may change afterwards). The inverse of `resource_array`.
     """
     array = np.asarray(array)
     element_type = _element_type_of(array)
-    data = np.ascontiguousarray(array, dtype=numpy_dtype(element_type))
-    alignment = max(data.dtype.itemsize, 1).to_bytes(4, "little")
+    data = array.astype(numpy_dtype(element_type), copy=False)
     storage = active_storage() if ctx is None else storage_of(ctx)
     key = storage.declare_resource(key)
-    blob = alignment + data.tobytes()
-    if isinstance(storage, BlobStore):
-        storage.store_bytes(key, blob)
-    else:
-        storage.parse_resource(key, "0x" + blob.hex().upper())
+    store_blob(storage, key, Blob.of(data, copy=copy))
     return DenseResourceAttr.from_params(key, TensorType(element_type, array.shape))
+
+
+def dense_resource_of(
+    ctx: Context | None, attr: DenseIntOrFPElementsAttr, key: str
+) -> DenseResourceAttr:
+    """The data of `dense<...>` attribute `attr` (not a splat) as a blob in `ctx`'s storage
+    (None: the active one): `dense_resource<key'> : <attr's type>` with the same bytes."""
+    element_type = attr.get_element_type()
+    shape = static_shape(attr)
+    raw = np.frombuffer(attr.data.data, dtype=numpy_dtype(element_type))
+    if raw.size != prod(shape):
+        raise ElementsError(
+            f"dense elements hold {raw.size} values, {attr.type} needs {prod(shape)}"
+        )
+    storage = active_storage() if ctx is None else storage_of(ctx)
+    key = storage.declare_resource(key)
+    store_blob(storage, key, Blob.of(raw, copy=False))  # the attribute's bytes never change
+    return DenseResourceAttr.from_params(key, attr.type)
+
+
+INLINE_LIMIT = 4096
+"""Bytes of data up to which `constant_op` makes a `dense<...>` constant. Larger arrays become
+`dense_resource` blobs, kept as bytes in the context, and `pconv-externalize-constants` takes
+the constants above this size out of the IR that reaches mlir-opt."""
+
+
+def constant_op(
+    ctx: Context | None, array: np.ndarray, key: str, *, inline_limit: int = INLINE_LIMIT
+) -> ConstantOp:
+    """An `arith.constant` tensor holding `array` (of its own element type), not yet inserted
+    anywhere: hand it to the rewriter (`rewriter.insert(op, point)`, `rewriter.replace`).
+
+    Arrays of at most `inline_limit` bytes become `dense<...>`; larger ones become
+    `dense_resource<key'>` whose data is stored, as bytes, in `ctx`'s storage (None: the active
+    one; `key'` is `key` or `key_0`, `key_1`, ... when taken). Either reads back with
+    `constant_value`. The array is copied.
+
+        weight = constant_op(self.ctx, packed.weight, "fkw_weight")
+        rewriter.replace(op, [weight, new_op])
+    """
+    array = np.asarray(array)
+    if array.nbytes <= inline_limit:
+        return ConstantOp(dense_attr(array))
+    return ConstantOp(resource_attr(ctx, key, array))

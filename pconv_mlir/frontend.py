@@ -5,10 +5,12 @@
     >>> print(print_module(module, ctx))                                    # doctest: +SKIP
 
 torch-mlir (`fx.export_and_import(..., output_type="linalg-on-tensors")`) turns the model into
-MLIR, which xDSL parses. Weights arrive as `dense_resource<key>` attributes whose bytes live in
-the context's resource storage, not in the module: keep the context next to the module, read a
-weight with `pconv_mlir.elements.constant_array(ctx, attr)` and print the module with
-`pconv_mlir.ir.print_module(module, ctx)` (a bare `Printer.print_op` drops the weights).
+MLIR, which xDSL parses from text printed without the weights; the weights go from the torch
+tensors to the context as arrays, never as text. They arrive as `dense_resource<key>`
+attributes whose bytes live in the context's resource storage, not in the module: keep the
+context next to the module, read a weight with `pconv_mlir.elements.constant_array(ctx, attr)`
+and print the module with `pconv_mlir.ir.print_module(module, ctx)` (a bare `Printer.print_op`
+drops the weights).
 
 This module imports torch and torch-mlir only inside its functions; the rest of pconv-mlir
 (the dialect, the passes, `pconv-opt`) never needs them.
@@ -27,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from xdsl.context import Context
+from xdsl.dialect_interfaces.op_asm import OpAsmDialectInterface
 from xdsl.dialects.builtin import ModuleOp, UnregisteredOp
 from xdsl.utils.exceptions import ParseError, VerifyException
 
+from pconv_mlir.elements import Blob, declared, fresh_key, has_data, storage_of, store_blob
 from pconv_mlir.errors import FrontendError, PconvError
 from pconv_mlir.ir import default_context, parse_module
 
@@ -44,49 +48,86 @@ __all__ = ["FrontendError", "import_torch"]
 # --------------------------------------------------------------------------------------------
 
 
-def _fast_literal_hooks() -> Any:
-    """FxImporter hooks that turn float weights into resources without `Tensor.tolist()`.
+def _literal_hooks(storage: OpAsmDialectInterface, names: dict[tuple[int, Any], str]) -> Any:
+    """FxImporter hooks that turn tensor literals into resources whose data never becomes text.
 
-    torch-mlir's own literal path converts every weight through a Python list (13 s of the
-    18 s VGG-16 import); this builds the same `torch.vtensor.literal` op straight from the
-    tensor's buffer. Anything else (scalars, integer or bool tensors) takes torch-mlir's path.
+    Each tensor becomes a `dense_resource<key>` built straight from the tensor's buffer
+    (torch-mlir's own literal path goes through `Tensor.tolist()`, 13 s of an 18 s VGG-16
+    import), under a key of our own: the name of the model's parameter or buffer with the same
+    memory and shape (`names`: (data pointer, shape) -> name; `features.0.weight` gives
+    `features_0_weight`), else one made from the shape; unique among the hooks' keys and the
+    keys `storage` already holds, so that neither MLIR nor xDSL's parser renames it.
+    The hooks keep each tensor's numpy view (`literals`: key -> array), so the data can be
+    stored in the xDSL context after the module was printed without its blobs. Scalars and
+    other dtypes (complex, float8) take torch-mlir's path; `declined` counts those that become
+    resources there. bf16 tensors go as their bits (int16), so torch-mlir's `ml_dtypes` is not
+    needed.
     """
     import torch
     from torch_mlir import ir
     from torch_mlir.extras.fx_importer import FxImporterHooks, create_mlir_tensor_type
 
-    float_types = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16"}
+    mlir_types = {
+        torch.float16: "f16",
+        torch.float32: "f32",
+        torch.float64: "f64",
+        torch.int8: "si8",
+        torch.int16: "si16",
+        torch.int32: "si32",
+        torch.int64: "si64",
+        torch.uint8: "ui8",
+        torch.bool: "i1",
+        torch.bfloat16: "bf16",
+    }
 
-    class FastLiteralHooks(FxImporterHooks):
+    class LiteralHooks(FxImporterHooks):
         def __init__(self) -> None:
-            # id(tensor) -> (tensor, array, attribute): the first two keep the buffer alive.
-            self.literals: dict[int, tuple[torch.Tensor, np.ndarray, Any]] = {}
+            self.literals: dict[str, np.ndarray] = {}
+            """key -> the tensor's data as numpy (a view that keeps the tensor alive)."""
+            self.attributes: dict[int, tuple[torch.Tensor, Any]] = {}
+            """id(tensor) -> (tensor, its MLIR attribute): one resource per tensor."""
+            self.declined = 0
+
+        def _key(self, literal: torch.Tensor) -> str:
+            target = names.get((literal.data_ptr(), tuple(literal.shape)))
+            if target:
+                base = re.sub(r"[^A-Za-z0-9_]", "_", target)
+            else:
+                shape = "x".join(str(d) for d in literal.shape)
+                base = f"torch_tensor_{shape}_{mlir_types[literal.dtype]}"
+            if not base[0].isalpha() and base[0] != "_":
+                base = "torch_" + base
+            return fresh_key(storage, base, self.literals)
 
         def resolve_literal(self, gni: Any, literal: Any, info: Any) -> Any:
-            if (
-                not isinstance(literal, torch.Tensor)
-                or literal.dtype not in float_types
-                or literal.numel() <= 1
-            ):
+            if not isinstance(literal, torch.Tensor) or literal.numel() <= 1:
                 return None
-            if id(literal) not in self.literals:
+            if literal.dtype not in mlir_types:
+                self.declined += 1
+                return None
+            if id(literal) not in self.attributes:
                 try:
-                    array = np.ascontiguousarray(literal.detach().cpu().numpy())
+                    tensor = literal.detach().cpu()
+                    if tensor.dtype == torch.bfloat16:  # numpy has none: its bits as int16
+                        tensor = tensor.view(torch.int16)
+                    array = np.ascontiguousarray(tensor.numpy())
                 except Exception:  # e.g. a fake tensor: let torch-mlir handle it
+                    self.declined += 1
                     return None
-                shape = "_".join(str(d) for d in literal.shape)
+                key = self._key(literal)
                 attr = ir.DenseResourceElementsAttr.get_from_buffer(
-                    array, f"torch_tensor_{shape}_{literal.dtype}", create_mlir_tensor_type(literal)
+                    array, key, create_mlir_tensor_type(literal)
                 )
-                self.literals[id(literal)] = (literal, array, attr)
-            attr = self.literals[id(literal)][2]
+                self.literals[key] = array
+                self.attributes[id(literal)] = (literal, attr)
+            attr = self.attributes[id(literal)][1]
             dims = ",".join(str(d) for d in literal.shape)
-            vtensor = ir.Type.parse(f"!torch.vtensor<[{dims}],{float_types[literal.dtype]}>")
+            vtensor = ir.Type.parse(f"!torch.vtensor<[{dims}],{mlir_types[literal.dtype]}>")
             return ir.Operation.create(
                 name="torch.vtensor.literal", results=[vtensor], attributes={"value": attr}
             ).result
 
-    return FastLiteralHooks()
+    return LiteralHooks()
 
 
 _GENERALIZE = """
@@ -174,15 +215,27 @@ def _quiet_torch() -> Iterator[None]:
     sys.stderr.write(held.getvalue())  # only reached when the export succeeded
 
 
-def _export(model: torch.nn.Module, args: tuple[Any, ...]) -> Any:
+_TORCH_MLIR_PIPELINES = (
+    "builtin.module(func.func(torch-match-quantized-custom-ops),"
+    " torchdynamo-export-to-torch-backend-pipeline{ extra-library=})",
+    "builtin.module(torch-backend-to-linalg-on-tensors-backend-pipeline{allow-non-finites=true})",
+)
+"""The two pipelines of torch-mlir's `fx.export_and_import(output_type="linalg-on-tensors")`."""
+
+
+def _export(model: torch.nn.Module, args: tuple[Any, ...], hooks: Any = None) -> Any:
     """torch-mlir's `fx.export_and_import` to linalg-on-tensors, as an MLIR module.
 
     It runs in an MLIR context of our own whose diagnostic handler keeps the errors of failing
-    lowering passes (MLIR would print them to stderr) for the `FrontendError`.
+    lowering passes (MLIR would print them to stderr) for the `FrontendError`. The import stops
+    at torch-mlir's raw torch IR, and torch-mlir's two lowering pipelines run here: its own
+    driver (`run_pipeline_with_repro_report`) prints the whole module, every weight as hex,
+    before each pipeline in case it fails (2 GB and 10 s for VGG-16).
     """
     from torch_mlir import fx, ir
     from torch_mlir.dialects import torch as torch_dialect
     from torch_mlir.extras.fx_importer import FxImporter
+    from torch_mlir.passmanager import PassManager
 
     diagnostics: list[str] = []
 
@@ -194,15 +247,16 @@ def _export(model: torch.nn.Module, args: tuple[Any, ...]) -> Any:
     context = ir.Context()
     torch_dialect.register_dialect(context)
     handler = context.attach_diagnostic_handler(keep)
-    hooks = _fast_literal_hooks()
     importer = FxImporter(context=context, hooks=hooks)
     was_training = model.training
     model.eval()
     try:
         with _quiet_torch():
-            module = fx.export_and_import(
-                model, *args, output_type="linalg-on-tensors", fx_importer=importer
-            )
+            module = fx.export_and_import(model, *args, output_type="raw", fx_importer=importer)
+            with context:
+                context.emit_error_diagnostics = True
+                for pipeline in _TORCH_MLIR_PIPELINES:
+                    PassManager.parse(pipeline).run(module.operation)
     except Exception as e:
         raise FrontendError(
             f"torch-mlir cannot export {type(model).__name__} to linalg-on-tensors: "
@@ -220,33 +274,58 @@ def import_torch(
     example_input: torch.Tensor | tuple[torch.Tensor, ...],
     *,
     ctx: Context | None = None,
+    copy_weights: bool = True,
 ) -> ModuleOp:
     """Import `model` as linalg on tensors: an xDSL module with one `func.func @main`.
 
     The model is exported in eval mode (BatchNorm uses its running statistics, dropout is off)
     for the shapes of `example_input`; its training mode is restored afterwards. Weights become
-    `arith.constant dense_resource<...>` whose data is stored in `ctx` (default:
-    `pconv_mlir.ir.default_context()`); read them with `pconv_mlir.elements.constant_array`,
-    print the module with `pconv_mlir.ir.print_module(module, ctx)`. linalg named ops that
-    `ctx` does not define (in xDSL 0.74: `linalg.depthwise_conv_2d_nchw_chw`) arrive as the
-    equivalent `linalg.generic`. Raises
-    `FrontendError` if torch or torch-mlir cannot export the model or xDSL cannot parse the
-    result.
+    `arith.constant dense_resource<key>` (`key` from the parameter's name: `features_0_weight`)
+    whose data is stored in `ctx` (default: `pconv_mlir.ir.default_context()`); read them with
+    `pconv_mlir.elements.constant_array`, print the module with
+    `pconv_mlir.ir.print_module(module, ctx)`. linalg named ops that `ctx` does not define (in
+    xDSL 0.74: `linalg.depthwise_conv_2d_nchw_chw`) arrive as the equivalent `linalg.generic`.
+
+    The weights never become text on the way: torch-mlir's module is printed without its blobs
+    and the tensors' data goes to `ctx` as arrays. A context with its own resources (a
+    `BlobStore`, `make_context(own_resources=True)`) keeps them as bytes: one copy of each
+    tensor, or none with `copy_weights=False` (the module then shares the model's memory, so
+    the model's weights must not change while the module is used). xDSL's shared storage (the
+    default context) holds hex text, so there each weight is encoded once.
+
+    Raises `FrontendError` if torch or torch-mlir cannot export the model or xDSL cannot parse
+    the result.
     """
     ctx = default_context() if ctx is None else ctx
+    storage = storage_of(ctx)
     name = type(model).__name__
+    names = {
+        (tensor.data_ptr(), tuple(tensor.shape)): name
+        for name, tensor in (*model.named_parameters(), *model.named_buffers())
+    }
+    hooks = _literal_hooks(storage, names)
     mlir_module = _export(
-        model, example_input if isinstance(example_input, tuple) else (example_input,)
+        model, example_input if isinstance(example_input, tuple) else (example_input,), hooks
     )
     generalized = _generalize_unknown_linalg_ops(mlir_module, ctx)
-    # The generic form: xDSL cannot parse the custom syntax of some LLVM-22-era ops.
-    text = mlir_module.operation.get_asm(print_generic_op_form=True)
+    # The generic form: xDSL cannot parse the custom syntax of some LLVM-22-era ops. Without
+    # blobs (`large_resource_limit=0`: the section is left empty), unless torch-mlir made some
+    # literal itself (a dtype numpy lacks), whose data then has to come as text.
+    limit = 0 if hooks.declined == 0 else None
+    text = mlir_module.operation.get_asm(print_generic_op_form=True, large_resource_limit=limit)
     del mlir_module
+    hooks.attributes.clear()  # MLIR's references to the tensors
     try:
         module = parse_module(text, ctx, name=f"<torch-mlir: {name}>")
+        del text
         if generalized:  # a note `transform.structured.generalize` leaves on its results
             for op in module.walk():
                 op.attributes.pop("linalg.memoized_indexing_maps", None)
+        for key, array in hooks.literals.items():
+            # Keys the module does not use (a literal MLIR folded away) were never declared.
+            if declared(storage, key) and not has_data(storage, key):
+                store_blob(storage, key, Blob.of(array, copy=copy_weights))
+        hooks.literals.clear()
         module.verify()
     except (PconvError, ParseError, VerifyException) as e:
         raise FrontendError(

@@ -16,7 +16,9 @@ the module (see `pconv_mlir.elements`), so a module goes with the context it was
   A resource key that the storage already holds (the same file parsed twice) is renamed
   `key_0`, `key_1`, ... in the module, as MLIR does.
 - `print_module(module, ctx)` prints the module and the resources it uses, so the text
-  round-trips.
+  round-trips bit for bit; `elide_resources_over=N` leaves out blobs of more than N bytes (as
+  mlir-opt's `--mlir-elide-resource-strings-if-larger`; pconv-opt's
+  `--pconv-elide-resources-over`). The hex of a `BlobStore`'s blobs is made only here.
 - `describe_failure(module, error)` gives the one located line for an error raised while
   verifying or transforming a module.
 """
@@ -29,9 +31,10 @@ import re
 import struct
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from math import prod
+from typing import IO, Any
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
@@ -52,7 +55,7 @@ from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyExcepti
 from xdsl.utils.lexer import Input, Span
 from xdsl.utils.mlir_lexer import MLIRLexer, MLIRToken, MLIRTokenKind
 
-from pconv_mlir.elements import BlobStore, storage_of
+from pconv_mlir.elements import BlobStore, blob_size, storage_of
 from pconv_mlir.errors import PconvError, first_line, format_op_error
 
 __all__ = [
@@ -518,24 +521,88 @@ def format_parse_error(error: ParseError, line_offset: int = 0) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+class ResourcePrinter(Printer):
+    """xDSL's printer, which also records the resource handles it prints (`resources`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.resources: dict[str, set[str]] = {}
+        """dialect name -> the keys of the resources printed."""
+
+    def print_resource_handle(self, dialect: str, handle: str) -> None:
+        super().print_resource_handle(dialect, handle)
+        self.resources.setdefault(dialect, set()).add(handle)
+
+
+def write_resources(
+    stream: IO[str],
+    ctx: Context,
+    keys: Iterable[str],
+    *,
+    elide_over: int | None = None,
+) -> list[str]:
+    """Write the `{-# dialect_resources: {builtin: {...}} #-}` section for the builtin resources
+    `keys` that hold data in `ctx`, in MLIR's layout (one per line, sorted by key).
+
+    Blobs of more than `elide_over` bytes of data are left out, as mlir-opt's
+    `--mlir-elide-resource-strings-if-larger` leaves them out: the `dense_resource<key>`
+    attributes stay, with no data. Returns the keys left out. The hex text of a `BlobStore`'s
+    blobs is made piece by piece as it is written.
+    """
+    storage = storage_of(ctx)
+    kept: list[str] = []
+    elided: list[str] = []
+    for key in sorted(keys):
+        size = blob_size(storage, key)
+        if size is None:
+            continue
+        (elided if elide_over is not None and size > elide_over else kept).append(key)
+    if kept:
+        stream.write("\n{-#\n  dialect_resources: {\n    builtin: {\n")
+        for i, key in enumerate(kept):
+            stream.write(f'      {key}: "')
+            blob = storage.blob(key) if isinstance(storage, BlobStore) else None
+            if blob is not None:
+                blob.write_hex(stream.write)
+            else:
+                stream.write(storage.lookup(key) or "")
+            stream.write('",\n' if i + 1 < len(kept) else '"\n')
+        stream.write("    }\n  }\n#-}\n")
+    if elided:
+        stream.write(
+            f"\n// {len(elided)} dense_resource blob(s) of more than {elide_over} bytes elided: "
+            "this file has no data for them\n"
+        )
+    return elided
+
+
 def print_module(
     module: Operation,
     ctx: Context | None = None,
     *,
     generic: bool = False,
+    elide_resources_over: int | None = None,
+    **printer_options: Any,
 ) -> str:
     """The text of `module` followed by the resources it references, as `pconv-opt` prints it.
 
     `Printer.print_op` alone leaves `dense_resource` data out; this adds the
     `{-# dialect_resources: {builtin: {...}} #-}` section from `ctx`'s storage (default
-    context: `default_context()`). `generic=True` prints every op in generic form.
+    context: `default_context()`), so that the text round-trips bit for bit.
+    `elide_resources_over=N` leaves out the data of every blob of more than N bytes (as
+    mlir-opt's `--mlir-elide-resource-strings-if-larger`; a comment at the end says how many):
+    such text still parses, but its large constants have no data, and reading or compiling
+    them is a located error. `generic=True` prints every op in generic form; other keywords go
+    to xDSL's `Printer` (`print_properties_as_attributes`, `print_debuginfo`).
     """
     ctx = default_context() if ctx is None else ctx
     stream = io.StringIO()
-    printer = Printer(stream=stream, print_generic_format=generic)
+    printer = ResourcePrinter(stream=stream, print_generic_format=generic, **printer_options)
     printer.print_op(module)
-    printer.print_metadata(ctx.loaded_dialects)
     stream.write("\n")
+    write_resources(
+        stream, ctx, printer.resources.get("builtin", ()), elide_over=elide_resources_over
+    )
     return stream.getvalue()
 
 

@@ -114,9 +114,7 @@ def candidate_patterns(
         )
     if middle is not None:
         neighbours = [t for t in range(size) if t != middle]
-        shapes = (
-            tuple(sorted((*c, middle))) for c in itertools.combinations(neighbours, taps - 1)
-        )
+        shapes = (tuple(sorted((*c, middle))) for c in itertools.combinations(neighbours, taps - 1))
     else:
         shapes = itertools.combinations(range(size), taps)
     return sorted(shapes)
@@ -142,9 +140,7 @@ def dense_ids(weight: np.ndarray) -> np.ndarray:
     return np.where(kernel_taps(weight).any(axis=2), 0, -1).astype(np.int64)
 
 
-def check_patterns(
-    patterns: Iterable[Iterable[int]], window: Window = SQUARE
-) -> list[Pattern]:
+def check_patterns(patterns: Iterable[Iterable[int]], window: Window = SQUARE) -> list[Pattern]:
     """`patterns` as a list of tuples, or a `PatternError` quoting the first bad pattern."""
     checked = [tuple(int(t) for t in p) for p in patterns]
     if not checked:

@@ -6,9 +6,12 @@
   nothing).
 - `x86_64`: a generic AVX2 x86-64 (`-march=x86-64-v3`), costed by llvm-mca-22.
 
-Lowering: `convert-pconv-to-loops` and `pconv-lre` in xDSL, then upstream `mlir-opt-22` and
-`mlir-translate-22` (see `pconv_mlir.lowering.llvm`). The `-t llvm-ir{backend=...}` target prints
-the LLVM IR.
+Lowering: `convert-pconv-to-loops`, `pconv-lre` and `pconv-externalize-constants` in xDSL, then
+upstream `mlir-opt-22` and `mlir-translate-22` (see `pconv_mlir.lowering.llvm`). The
+`-t llvm-ir{backend=...}` target prints the LLVM IR. Weights never go through that text: the
+large constants are external symbols in the IR, and `write_weights` puts their bytes in one
+binary file that `build` and `save` link into the library or executable (see
+`pconv_mlir.runtime.build.WeightsFile`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from xdsl.context import Context
@@ -28,6 +31,9 @@ from xdsl.utils.target import Target
 from pconv_mlir.backends.base import Backend
 from pconv_mlir.errors import OptionError
 from pconv_mlir.machine import Machine, machine
+
+if TYPE_CHECKING:
+    from pconv_mlir.runtime.build import WeightsFile
 
 
 def _cpu_model() -> str:
@@ -61,14 +67,29 @@ class LlvmCpuBackend(Backend):
 
     def lowering(self, *, lre: bool = True) -> list[ModulePass]:
         from pconv_mlir.lowering.convert_pconv_to_loops import ConvertPconvToLoopsPass
+        from pconv_mlir.lowering.externalize_constants import ExternalizeConstantsPass
         from pconv_mlir.passes.pconv_lre import PconvLrePass
 
-        return [ConvertPconvToLoopsPass(), *([PconvLrePass()] if lre else [])]
+        return [
+            ConvertPconvToLoopsPass(),
+            *([PconvLrePass()] if lre else []),
+            ExternalizeConstantsPass(),
+        ]
 
     def emit(self, module: ModuleOp, ctx: Context, *, opt_level: int = 3) -> str:
+        """The LLVM IR of `module`; its external constants are declarations, without data."""
         from pconv_mlir.lowering.llvm import lower_to_llvm_ir
 
         return lower_to_llvm_ir(module, ctx, self.machine, opt_level=opt_level)
+
+    def write_weights(self, module: ModuleOp, ctx: Context, path: Path) -> WeightsFile | None:
+        """Write the data of `module`'s external constants (from `ctx`) to the binary file
+        `path`, for `build` and `save`; None (and no file) when it has none."""
+        from pconv_mlir.lowering.externalize_constants import external_constants
+        from pconv_mlir.runtime.build import WeightsFile
+
+        constants = external_constants(module, ctx)
+        return WeightsFile.write(path, constants) if constants else None
 
     def build(
         self,
@@ -77,7 +98,10 @@ class LlvmCpuBackend(Backend):
         workdir: Path,
         *,
         opt_level: int = 3,
+        weights: WeightsFile | None = None,
     ) -> Any:
+        """Compile and load `text` with the data of its external constants (`write_weights`)
+        linked in."""
         from pconv_mlir.runtime.runners import build_runner_from_ir
 
         return build_runner_from_ir(
@@ -87,11 +111,23 @@ class LlvmCpuBackend(Backend):
             cpu=self.cpu,
             opt_level=opt_level,
             workdir=workdir,
+            weights=weights,
         )
 
     def save(
-        self, text: str, signature: Any, directory: Path, *, stem: str, opt_level: int = 3
+        self,
+        text: str,
+        signature: Any,
+        directory: Path,
+        *,
+        stem: str,
+        opt_level: int = 3,
+        weights: WeightsFile | None = None,
     ) -> Sequence[Path]:
+        """Write `STEM.so` (built for the machine, the weights inside), `STEM.h`, `STEM.ll`,
+        and with `weights`, `STEM.weights.bin` (the raw bytes of the external constants) and
+        `STEM.weights.s` (the assembly stub that `.incbin`s them by that relative name: built
+        with `STEM.ll` in `directory`, it links them into a library of your own)."""
         from pconv_mlir.runtime.build import compile_shared_library
         from pconv_mlir.runtime.driver import c_header
 
@@ -99,10 +135,21 @@ class LlvmCpuBackend(Backend):
         ir_path, header = directory / f"{stem}.ll", directory / f"{stem}.h"
         ir_path.write_text(text)
         header.write_text(c_header(signature, self.name))
+        written = [header, ir_path]
+        if weights is not None:
+            weights = weights.copy_to(directory / f"{stem}.weights.bin")
+            stub = directory / f"{stem}.weights.s"
+            stub.write_text(weights.assembly(weights.path.name))
+            written += [weights.path, stub]
         library = compile_shared_library(
-            text, directory / f"{stem}.so", self.machine, cpu=self.cpu, opt_level=opt_level
+            text,
+            directory / f"{stem}.so",
+            self.machine,
+            cpu=self.cpu,
+            opt_level=opt_level,
+            weights=weights,
         )
-        return [library, header, ir_path]
+        return [library, *written]
 
     def _estimate(self, module: ModuleOp, ctx: Context, function: str, trips: int) -> float:
         """llvm-mca's cycles for the hot multiply-add loop of `function`, times `trips`."""

@@ -314,9 +314,10 @@ class TensorConstantFunctions(InterpreterFunctions):
         value = op.value
         if isinstance(value, DenseIntOrFPElementsAttr):  # needs no context
             return (dense_array(value),)
-        if self.ctx is not None:
+        try:  # without a context: the active storage (see `using_storage`)
             return (constant_array(self.ctx, value),)
-        raise InterpretationError(f"cannot read constant {value} without its context")
+        except ElementsError as e:
+            raise InterpretationError(f"cannot read constant {value}: {e}") from None
 
 
 # --------------------------------------------------------------------------------------------

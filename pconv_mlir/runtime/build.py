@@ -20,6 +20,13 @@ Support code: `memref.copy` between non-contiguous buffers (e.g. what bufferized
 becomes) lowers to a call to MLIR's runtime function `memrefCopy`; `SUPPORT_C`, a small C
 implementation of it, is compiled in whenever the IR declares it: no MLIR runtime library needed.
 
+Weights: the constants that `pconv-externalize-constants` took out of the IR are external
+symbols in the LLVM IR. `WeightsFile.write` puts their bytes in one binary file, each at a
+64-byte aligned offset; the builders take it as `weights=` and assemble a stub
+(`WeightsFile.assembly`: `.section .rodata`, one hidden global label per symbol, `.incbin` of its
+bytes) with clang for the same machine, so the data is linked into the library or executable
+as it is: no text on the way, and no symbol exported.
+
 A failed build raises `pconv_mlir.errors.BuildError` whose message is clang's first error line;
 the output file appears only when the build succeeded.
 """
@@ -28,9 +35,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from pconv_mlir.errors import BuildError, OptionError, ToolFailedError
 from pconv_mlir.machine import Machine
@@ -40,6 +52,7 @@ from pconv_mlir.toolchain import run_tool
 __all__ = [
     "SANITIZERS",
     "SUPPORT_C",
+    "WeightsFile",
     "compile_executable",
     "compile_shared_library",
     "sanitize_flags",
@@ -86,6 +99,74 @@ void memrefCopy(int64_t elem_size, UnrankedMemRef *src_arg, UnrankedMemRef *dst_
   }
 }
 """
+
+WEIGHTS_ALIGNMENT = 64
+"""Byte alignment of every symbol in a weights file (and of its section)."""
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """The bytes of a module's external constants in one binary file, and where each one is.
+
+    Each symbol starts at a multiple of `WEIGHTS_ALIGNMENT` bytes (zero padding in between),
+    so the file is the `.rodata` contents the assembly stub makes of it.
+    """
+
+    path: Path
+    symbols: tuple[tuple[str, int, int], ...]
+    """(symbol, offset, size in bytes), in file order."""
+
+    @staticmethod
+    def write(path: str | os.PathLike[str], constants: Iterable[tuple[str, Any]]) -> WeightsFile:
+        """Write `constants`, (symbol, data) pairs whose data is a `pconv_mlir.elements.Blob`
+        or a numpy array, to `path`, straight from their memory."""
+        path = Path(path)
+        symbols: list[tuple[str, int, int]] = []
+        offset = 0
+        with open(path, "wb") as f:
+            for symbol, data in constants:
+                array = np.ascontiguousarray(getattr(data, "data", data)).reshape(-1)
+                padding = -offset % WEIGHTS_ALIGNMENT
+                f.write(bytes(padding))
+                offset += padding
+                f.write(memoryview(array).cast("B"))
+                symbols.append((symbol, offset, array.nbytes))
+                offset += array.nbytes
+        return WeightsFile(path, tuple(symbols))
+
+    @property
+    def nbytes(self) -> int:
+        return self.symbols[-1][1] + self.symbols[-1][2] if self.symbols else 0
+
+    def assembly(self, incbin_path: str | None = None) -> str:
+        """GNU assembler source that defines each symbol in `.rodata` with `.incbin` of its
+        bytes from the file at `incbin_path` (default: this file's absolute path). The symbols
+        are global but hidden: the generated code links to them, nothing outside sees them.
+        clang assembles it for x86-64 and aarch64 alike."""
+        source = incbin_path if incbin_path is not None else str(self.path.resolve())
+        quoted = '"' + source.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines = [
+            f"/* pconv-mlir weights: {len(self.symbols)} constants, {self.nbytes} bytes */",
+            "\t.section .rodata",
+        ]
+        for symbol, offset, size in self.symbols:
+            lines += [
+                f"\t.p2align {WEIGHTS_ALIGNMENT.bit_length() - 1}",
+                f"\t.globl {symbol}",
+                f"\t.hidden {symbol}",
+                f"\t.type {symbol}, %object",
+                f"\t.size {symbol}, {size}",
+                f"{symbol}:",
+                f"\t.incbin {quoted}, {offset}, {size}",
+            ]
+        lines.append('\t.section .note.GNU-stack,"",%progbits')  # no executable stack
+        return "\n".join(lines) + "\n"
+
+    def copy_to(self, path: str | os.PathLike[str]) -> WeightsFile:
+        """The same weights in a copy of the file at `path`."""
+        shutil.copyfile(self.path, path)
+        return WeightsFile(Path(path), self.symbols)
+
 
 SANITIZERS = ("address",)
 """The values `sanitize` may take besides `None`."""
@@ -134,14 +215,18 @@ def _build(
     c_sources: Mapping[str, str],
     flags: list[str],
     sanitize: str | None,
+    weights: WeightsFile | None = None,
 ) -> Path:
-    """Write the IR and the C sources to a temporary folder and build them with `flags`."""
+    """Write the IR, the C sources and the weights' assembly stub to a temporary folder and
+    build them with `flags`."""
     extra = sanitize_flags(sanitize)
     if sanitize is not None:
         llvm_ir = _mark_sanitized(llvm_ir, sanitize)
     sources = {"kernel.ll": llvm_ir, **c_sources}
     if _needs_support(llvm_ir):
         sources["pconv_support.c"] = SUPPORT_C
+    if weights is not None and weights.symbols:
+        sources["weights.s"] = weights.assembly()
     with tempfile.TemporaryDirectory(prefix="pconv-cc-") as tmp:
         paths = []
         for name, text in sources.items():
@@ -159,17 +244,19 @@ def compile_shared_library(
     cpu: str | None = None,
     opt_level: int = 3,
     sanitize: str | None = None,
+    weights: WeightsFile | None = None,
 ) -> Path:
     """Build LLVM IR into shared library `out_path` for `machine` (a `Machine` or its name).
 
     `cpu` overrides the tuning (`-march` on x86-64, `-mcpu` on aarch64; by default the
-    machine's: `native` on the host, `cortex-a76` for aarch64). A library built with `sanitize`
-    needs the sanitizer's runtime loaded first, so python cannot load it with ctypes. Raises
+    machine's: `native` on the host, `cortex-a76` for aarch64). `weights` holds the data of the
+    IR's external constants, linked into the library. A library built with `sanitize` needs
+    the sanitizer's runtime loaded first, so python cannot load it with ctypes. Raises
     `BuildError` with clang's first error line, `OptionError` for an unknown machine or
     sanitizer, or `ToolNotFoundError`.
     """
     flags = [*machine_named(machine).clang_flags(cpu), f"-O{opt_level}", "-fPIC", "-shared"]
-    return _build(llvm_ir, out_path, {}, flags, sanitize)
+    return _build(llvm_ir, out_path, {}, flags, sanitize, weights)
 
 
 def compile_executable(
@@ -182,6 +269,7 @@ def compile_executable(
     opt_level: int = 3,
     static: bool = True,
     sanitize: str | None = None,
+    weights: WeightsFile | None = None,
 ) -> Path:
     """Build LLVM IR and the C program `driver_c` (which has `main`) into executable `out_path`.
 
@@ -192,4 +280,4 @@ def compile_executable(
     flags = [*machine_named(machine).clang_flags(cpu), f"-O{opt_level}"]
     if static and sanitize is None:
         flags.append("-static")
-    return _build(llvm_ir, out_path, {"driver.c": driver_c}, flags, sanitize)
+    return _build(llvm_ir, out_path, {"driver.c": driver_c}, flags, sanitize, weights)

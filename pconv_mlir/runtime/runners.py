@@ -43,6 +43,8 @@ from xdsl.dialects.builtin import ModuleOp
 
 from pconv_mlir.elements import SCALARS
 from pconv_mlir.errors import OptionError, RunError, first_error_line
+from pconv_mlir.ir import default_context
+from pconv_mlir.lowering.externalize_constants import external_constants
 from pconv_mlir.lowering.llvm import (
     ArgSpec,
     FunctionSignature,
@@ -52,6 +54,7 @@ from pconv_mlir.lowering.llvm import (
 from pconv_mlir.machine import Machine
 from pconv_mlir.machine import machine as machine_named
 from pconv_mlir.runtime.build import (
+    WeightsFile,
     compile_executable,
     compile_shared_library,
     sanitize_flags,
@@ -309,20 +312,26 @@ def build_runner(
 ) -> Runner:
     """Lower, compile and load `module` for `target`; a `Runner` to call its public functions.
 
-    `ctx` holds the module's `dense_resource` blobs. See `build_runner_from_ir` for the rest.
+    `ctx` holds the module's `dense_resource` blobs; the data of the constants that
+    `pconv-externalize-constants` took out of the IR is linked in from a weights file. See
+    `build_runner_from_ir` for the rest.
     """
     _runnable_machine(target, sanitize)  # bad options fail before the module is lowered
     signatures = function_signatures(module)
     llvm_ir = lower_to_llvm_ir(module, ctx, target, opt_level=opt_level)
-    return build_runner_from_ir(
-        llvm_ir,
-        signatures,
-        target=target,
-        cpu=cpu,
-        opt_level=opt_level,
-        workdir=workdir,
-        sanitize=sanitize,
-    )
+    constants = external_constants(module, default_context() if ctx is None else ctx)
+    with tempfile.TemporaryDirectory(prefix="pconv-weights-") as tmp:  # linked in: then unused
+        weights = WeightsFile.write(Path(tmp) / "weights.bin", constants) if constants else None
+        return build_runner_from_ir(
+            llvm_ir,
+            signatures,
+            target=target,
+            cpu=cpu,
+            opt_level=opt_level,
+            workdir=workdir,
+            sanitize=sanitize,
+            weights=weights,
+        )
 
 
 def build_runner_from_ir(
@@ -334,14 +343,16 @@ def build_runner_from_ir(
     opt_level: int = 3,
     workdir: str | os.PathLike[str] | None = None,
     sanitize: str | None = None,
+    weights: WeightsFile | None = None,
 ) -> Runner:
     """Compile LLVM IR whose functions have `signatures` and load it.
 
     Code for this machine's architecture is loaded with ctypes (`HostRunner`); aarch64 code on
     another machine runs under qemu (`QemuRunner`). With `sanitize="address"` the code must run
     natively: it is linked with the driver under AddressSanitizer and run as an
-    `ExecutableRunner` with `ASAN_OPTIONS`. Files go to `workdir`, else to a temporary
-    directory that `Runner.close()` removes.
+    `ExecutableRunner` with `ASAN_OPTIONS`. `weights` holds the data of the IR's external
+    constants, linked into the library or executable (the file is not needed afterwards).
+    Files go to `workdir`, else to a temporary directory that `Runner.close()` removes.
     """
     spec = _runnable_machine(target, sanitize)
     cleanup = None
@@ -352,7 +363,7 @@ def build_runner_from_ir(
     try:
         if spec.is_host and sanitize is None:
             library = compile_shared_library(
-                llvm_ir, folder / "kernel.so", spec, cpu=cpu, opt_level=opt_level
+                llvm_ir, folder / "kernel.so", spec, cpu=cpu, opt_level=opt_level, weights=weights
             )
             return HostRunner(library, signatures, cleanup=cleanup)
         if not spec.is_host:
@@ -365,6 +376,7 @@ def build_runner_from_ir(
             cpu=cpu,
             opt_level=opt_level,
             sanitize=sanitize,
+            weights=weights,
         )
         if not spec.is_host:
             return QemuRunner(executable, signatures, cleanup=cleanup)

@@ -24,6 +24,7 @@ from typing import IO
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
+from xdsl.utils.arg_spec import parse_spec
 from xdsl.utils.exceptions import (
     ArgSpecParseError,
     DiagnosticException,
@@ -34,7 +35,7 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 from pconv_mlir import pipeline, toolchain, universe
 from pconv_mlir.elements import using_storage
 from pconv_mlir.errors import PconvError, first_line
-from pconv_mlir.ir import describe_failure, format_parse_error, parse_module
+from pconv_mlir.ir import describe_failure, format_parse_error, parse_module, print_module
 
 TOOL = "pconv-opt"
 
@@ -112,10 +113,42 @@ class PconvOptMain(xDSLOptMain):
             passes=self.available_passes,
             help="List every pass with a one-line summary and exit",
         )
+        arg_parser.add_argument(
+            "--pconv-elide-resources-over",
+            type=_byte_count,
+            metavar="BYTES",
+            default=None,
+            help="Leave the data of dense_resource blobs larger than BYTES out of the MLIR "
+            "output (as mlir-opt's --mlir-elide-resource-strings-if-larger); the output still "
+            "parses, but its large constants have no data, so it cannot be compiled",
+        )
+
+    def output_resulting_program(self, prog: ModuleOp) -> str:
+        limit = self.args.pconv_elide_resources_over
+        if limit is None or parse_spec(self.args.target).name != "mlir":
+            return super().output_resulting_program(prog)
+        return print_module(
+            prog,
+            self.ctx,
+            generic=self.args.print_op_generic,
+            elide_resources_over=limit,
+            print_properties_as_attributes=self.args.print_no_properties,
+            print_debuginfo=self.args.print_debuginfo,
+        )
 
     def parse_chunk(self, chunk: IO[bytes], file_extension: str, start_offset: int = 0):
         self.chunk_line_offset = start_offset
         return super().parse_chunk(chunk, file_extension, start_offset)
+
+
+def _byte_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of bytes")
+    return value
 
 
 class _ListPassesAction(argparse.Action):

@@ -183,8 +183,10 @@ func.func @f(%x: tensor<1x1x5x5xf32>) -> tensor<1x1x5x5xf32> {
 
 def resource_text(weights: list[float]) -> str:
     blob = (4).to_bytes(4, "little") + np.asarray(weights, dtype="<f4").tobytes()
-    return RESOURCE_CONV + '{-#\n  dialect_resources: {\n    builtin: {\n      w: "0x' + (
-        blob.hex().upper() + '"\n    }\n  }\n#-}\n'
+    return (
+        RESOURCE_CONV
+        + '{-#\n  dialect_resources: {\n    builtin: {\n      w: "0x'
+        + (blob.hex().upper() + '"\n    }\n  }\n#-}\n')
     )
 
 

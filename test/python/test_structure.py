@@ -84,9 +84,7 @@ def test_passes_import_only_the_dialect_xdsl_and_leaf_modules(name: str) -> None
     allowed = {
         m
         for m in ours
-        if m in LEAVES
-        or m.startswith(("pconv_mlir.dialects", "pconv_mlir.passes"))
-        or m == name
+        if m in LEAVES or m.startswith(("pconv_mlir.dialects", "pconv_mlir.passes")) or m == name
     }
     assert ours == allowed, f"{name} reaches {sorted(ours - allowed)}"
     third_party = {
