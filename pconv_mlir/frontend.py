@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import sys
 import warnings
@@ -35,12 +36,12 @@ from xdsl.utils.exceptions import ParseError, VerifyException
 
 from pconv_mlir.elements import Blob, declared, fresh_key, has_data, storage_of, store_blob
 from pconv_mlir.errors import FrontendError, PconvError
-from pconv_mlir.ir import default_context, parse_module
+from pconv_mlir.ir import default_context, parse_module, print_module
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FrontendError", "import_torch"]
+__all__ = ["FrontendError", "ImportedModule", "import_torch"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,6 +177,74 @@ def _generalize_unknown_linalg_ops(mlir_module: Any, ctx: Context) -> list[str]:
 
 
 _USER_FRAME = re.compile(r'File "([^"]+)", line (\d+), in ')
+_FILE_LOC = re.compile(r'"([^"]+)":(\d+):\d+')
+
+
+def _user_frames(frames: list[tuple[str, str]]) -> list[tuple[str, int]]:
+    """The (file, line) frames that are the user's code, not torch's own modules."""
+    import torch
+
+    inside = (os.path.dirname(torch.__file__) + os.sep, "<eval_with_key>")
+    return [(f, int(line)) for f, line in frames if not f.startswith(inside)]
+
+
+def _node_origins(program: Any) -> dict[tuple[str, int], str]:
+    """(file, line) of the user's source -> the torch ops the exported graph has there and the
+    module they belong to, as `aten.sort in Sorts` or `aten.sort in layer 'head.sort' (Sorts)`."""
+    ops: dict[tuple[str, int], list[str]] = {}
+    owners: dict[tuple[str, int], str] = {}
+    for node in program.graph.nodes:
+        frames = _user_frames(_USER_FRAME.findall(node.meta.get("stack_trace") or ""))
+        if not frames or node.op != "call_function":
+            continue
+        where = frames[-1]
+        name = str(node.target).removesuffix(".default")  # an OpOverload: aten.sort.default
+        if name.startswith("aten.") and name not in ops.setdefault(where, []):
+            ops[where].append(name)
+        stack = node.meta.get("nn_module_stack") or {}
+        if stack:
+            path, kind = list(stack.values())[-1]
+            kind = str(getattr(kind, "__qualname__", kind)).rsplit(".", 1)[-1]
+            owners[where] = f"layer '{path}' ({kind})" if path else kind
+    return {
+        where: f"{', '.join(names)} in {owners.get(where, 'the model')}"
+        for where, names in ops.items()
+    }
+
+
+def _check_supported(
+    mlir_module: Any, ctx: Context, model: str, origins: dict[tuple[str, int], str]
+) -> None:
+    """Raise `FrontendError` for the first op of torch-mlir's output that `ctx` does not
+    define (torch.sort becomes `tm_tensor.sort`, which nothing in pconv-mlir lowers), naming it,
+    the torch op and module it came from and the user's source line when torch recorded it."""
+    from torch_mlir import ir
+
+    unknown: list[Any] = []
+
+    def find(op: Any) -> Any:
+        op_type = ctx.get_optional_op(op.name)
+        if op_type is None or issubclass(op_type, UnregisteredOp):
+            unknown.append(op)
+            return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+
+    mlir_module.operation.walk(find, ir.WalkOrder.PRE_ORDER)
+    if not unknown:
+        return
+    op = unknown[0]
+    frames = _user_frames(_FILE_LOC.findall(str(op.location)))
+    if not frames:
+        raise FrontendError(
+            f"{model}: torch-mlir turns a torch op into '{op.name}', which pconv-mlir cannot "
+            "compile (no lowering for it)"
+        )
+    where = frames[0]
+    origin = origins.get(where, f"a torch op of {model}")
+    raise FrontendError(
+        f"{where[0]}:{where[1]}: error: {origin} becomes '{op.name}' in torch-mlir, which "
+        "pconv-mlir cannot compile (no lowering for it)"
+    )
 
 
 def _one_sentence(error: BaseException, diagnostics: list[str] | None = None) -> str:
@@ -223,8 +292,11 @@ _TORCH_MLIR_PIPELINES = (
 """The two pipelines of torch-mlir's `fx.export_and_import(output_type="linalg-on-tensors")`."""
 
 
-def _export(model: torch.nn.Module, args: tuple[Any, ...], hooks: Any = None) -> Any:
-    """torch-mlir's `fx.export_and_import` to linalg-on-tensors, as an MLIR module.
+def _export(
+    model: torch.nn.Module, args: tuple[Any, ...], hooks: Any = None
+) -> tuple[Any, dict[tuple[str, int], str]]:
+    """torch-mlir's `fx.export_and_import` to linalg-on-tensors, as an MLIR module, and where in
+    the model each source line's torch ops come from (`_node_origins`).
 
     It runs in an MLIR context of our own whose diagnostic handler keeps the errors of failing
     lowering passes (MLIR would print them to stderr) for the `FrontendError`. The import stops
@@ -232,6 +304,7 @@ def _export(model: torch.nn.Module, args: tuple[Any, ...], hooks: Any = None) ->
     driver (`run_pipeline_with_repro_report`) prints the whole module, every weight as hex,
     before each pipeline in case it fails (2 GB and 10 s for VGG-16).
     """
+    import torch
     from torch_mlir import fx, ir
     from torch_mlir.dialects import torch as torch_dialect
     from torch_mlir.extras.fx_importer import FxImporter
@@ -252,7 +325,9 @@ def _export(model: torch.nn.Module, args: tuple[Any, ...], hooks: Any = None) ->
     model.eval()
     try:
         with _quiet_torch():
-            module = fx.export_and_import(model, *args, output_type="raw", fx_importer=importer)
+            program = torch.export.export(model, args)
+            origins = _node_origins(program)
+            module = fx.export_and_import(program, output_type="raw", fx_importer=importer)
             with context:
                 context.emit_error_diagnostics = True
                 for pipeline in _TORCH_MLIR_PIPELINES:
@@ -266,7 +341,7 @@ def _export(model: torch.nn.Module, args: tuple[Any, ...], hooks: Any = None) ->
     finally:
         model.train(was_training)
         handler.detach()
-    return module
+    return module, origins
 
 
 def import_torch(
@@ -275,8 +350,10 @@ def import_torch(
     *,
     ctx: Context | None = None,
     copy_weights: bool = True,
-) -> ModuleOp:
-    """Import `model` as linalg on tensors: an xDSL module with one `func.func @main`.
+    name: str | None = None,
+) -> ImportedModule:
+    """Import `model` as linalg on tensors: an xDSL module with one `func.func @main` (an
+    `ImportedModule`: `str()` of it is a complete MLIR file, weights included).
 
     The model is exported in eval mode (BatchNorm uses its running statistics, dropout is off)
     for the shapes of `example_input`; its training mode is restored afterwards. Weights become
@@ -294,20 +371,24 @@ def import_torch(
     default context) holds hex text, so there each weight is encoded once.
 
     Raises `FrontendError` if torch or torch-mlir cannot export the model or xDSL cannot parse
-    the result.
+    the result, and for an op that nothing in pconv-mlir compiles (torch.sort becomes
+    `tm_tensor.sort`): the message names the op, the torch op and the module it came from, and
+    leads with the user's source line when torch recorded it. `name` is the model's name in
+    messages (default: its class name).
     """
     ctx = default_context() if ctx is None else ctx
     storage = storage_of(ctx)
-    name = type(model).__name__
+    name = type(model).__name__ if name is None else name
     names = {
-        (tensor.data_ptr(), tuple(tensor.shape)): name
-        for name, tensor in (*model.named_parameters(), *model.named_buffers())
+        (tensor.data_ptr(), tuple(tensor.shape)): key
+        for key, tensor in (*model.named_parameters(), *model.named_buffers())
     }
     hooks = _literal_hooks(storage, names)
-    mlir_module = _export(
+    mlir_module, origins = _export(
         model, example_input if isinstance(example_input, tuple) else (example_input,), hooks
     )
     generalized = _generalize_unknown_linalg_ops(mlir_module, ctx)
+    _check_supported(mlir_module, ctx, name, origins)
     # The generic form: xDSL cannot parse the custom syntax of some LLVM-22-era ops. Without
     # blobs (`large_resource_limit=0`: the section is left empty), unless torch-mlir made some
     # literal itself (a dtype numpy lacks), whose data then has to come as text.
@@ -331,4 +412,25 @@ def import_torch(
         raise FrontendError(
             f"xDSL cannot read torch-mlir's output for {name}: {_one_sentence(e)}", e
         ) from None
-    return module
+    imported = ImportedModule(module.detach_region(module.body), ctx)
+    imported.attributes.update(module.attributes)
+    return imported
+
+
+class ImportedModule(ModuleOp):
+    """The `builtin.module` that `import_torch` returns: a `ModuleOp` that remembers the
+    context holding its weights, so that the obvious printing works: `str(module)` (and
+    `print(module)`) is `pconv_mlir.ir.print_module(module, module.ctx)`, a complete MLIR file
+    with its `dialect_resources` section, which `pconv-opt` reads back with the weights.
+    (A bare xDSL `Printer` prints no resources; a file without them gets a located error that
+    says how to print one with them.)"""
+
+    ctx: Context | None = None
+    """The context holding the weights (None for a copy made by `clone()`: the default one)."""
+
+    def __init__(self, body: Any, ctx: Context) -> None:
+        super().__init__(body)
+        self.ctx = ctx
+
+    def __str__(self) -> str:
+        return print_module(self, self.ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -248,13 +249,48 @@ def test_unexportable_model_is_one_sentence() -> None:
     assert error.value.original is not None
 
 
-def test_op_xdsl_lacks_is_one_sentence() -> None:
-    class Sort(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sort(x)[0]
+class Sort(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sort(x)[0]
 
-    with pytest.raises(FrontendError, match="xDSL cannot read .* tm_tensor.sort"):
+
+def test_an_op_nothing_lowers_names_the_op_the_module_and_the_line() -> None:
+    with pytest.raises(FrontendError) as error:
         import_torch(Sort(), torch.randn(2, 3), ctx=make_context())
+    message = str(error.value)
+    assert "\n" not in message
+    line = inspect.getsourcelines(Sort.forward)[1] + 1  # the `return torch.sort(...)` line
+    assert message.startswith(f"{__file__}:{line}: error: aten.sort in Sort becomes ")
+    assert "'tm_tensor.sort'" in message and "cannot compile" in message
+
+
+def test_an_op_in_a_submodule_names_the_layer() -> None:
+    model = nn.Sequential(nn.Linear(3, 3), Sort())
+    with pytest.raises(FrontendError, match="aten.sort in layer '1' \\(Sort\\) becomes"):
+        import_torch(model, torch.randn(2, 3), ctx=make_context(), name="Net")
+
+
+def test_str_of_the_imported_module_is_a_complete_file(small, tmp_path) -> None:
+    """`str()` of what import_torch returns prints the weights too: pconv-opt reads the file
+    and gets the same weights."""
+    from pconv_mlir.tools.pconv_opt import main as pconv_opt
+
+    model, ctx, module = small
+    text = str(module)
+    assert "dialect_resources" in text
+    path = tmp_path / "model.mlir"
+    path.write_text(text)
+    out = tmp_path / "out.mlir"
+    assert pconv_opt([str(path), "-p", "pconv-from-linalg", "-o", str(out)]) == 0
+    other = make_context(own_resources=True)
+    reread = parse_module(out.read_text(), other)
+    weights = [
+        constant_array(other, op.weight.owner.value)
+        for op in reread.walk()
+        if op.name == "pconv.conv2d"
+    ]
+    assert [w.shape for w in weights] == [(4, 3, 3, 3), (5, 4, 3, 3), (6, 5, 1, 1)]
+    np.testing.assert_array_equal(weights[0], model.conv1.weight.detach().numpy())
 
 
 # --------------------------------------------------------------------------------------------
