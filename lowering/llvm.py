@@ -288,7 +288,9 @@ def print_for_mlir_opt(
 # ------------------------------------------------------------------------------------------------
 
 
-def llvm_pipeline(opt_level: int = 3, *, transform_library: str | None = None) -> str:
+def llvm_pipeline(
+    opt_level: int = 3, *, transform_library: str | None = None, threads: bool = True
+) -> str:
     """The `mlir-opt-22 --pass-pipeline` that takes upstream dialects to the llvm dialect.
 
     In order: with `transform_library` (a file holding a transform script such as
@@ -297,12 +299,21 @@ def llvm_pipeline(opt_level: int = 3, *, transform_library: str | None = None) -
     vectorises become vector code; bufferize tensors (function boundaries with identity
     layouts), make buffer results caller-allocated out-params, insert deallocations; the
     remaining linalg ops (named and generic) to scf loops; vector transfers to scf; subviews and
-    affine maps to arithmetic; with `opt_level` >= 1, canonicalize, cse and loop-invariant code
-    motion; scf to cf; then every dialect to llvm, with bare pointers for memrefs at function
-    boundaries. Passes with nothing to do (bufferization on a memref-only module) leave the
-    module as it is.
+    affine maps to arithmetic; every `scf.parallel` to an OpenMP parallel loop
+    (`convert-scf-to-openmp`: the generator's images x row tiles x filter shares, and any that
+    upstream tiling made); canonicalize (always: it inlines the `memref.alloca_scope` that
+    wraps each parallel body, which `convert-scf-to-cf` cannot split into blocks), and with
+    `opt_level` >= 1 cse and loop-invariant code motion; scf to cf; then every dialect to llvm,
+    with bare pointers for memrefs at function boundaries, the `omp` ops last (after func and
+    cf). `mlir-translate-22` then outlines each parallel body and calls the libomp ABI
+    (`__kmpc_fork_call`, ...), which `pconv_mlir/runtime/pconv_omp.c` implements; the builders
+    link it in. Passes with nothing to do (bufferization on a memref-only module, the OpenMP
+    conversion without `scf.parallel`) leave the module as it is.
+
+    With `threads=False` the parallel loops stay sequential loops (no `omp` ops in the result:
+    what xDSL can read back, see `pconv-lower-to-llvm`).
     """
-    cleanup = ["canonicalize", "cse", "loop-invariant-code-motion"] if opt_level >= 1 else []
+    cleanup = ["cse", "loop-invariant-code-motion"] if opt_level >= 1 else []
     vectorize = (
         [
             f"transform-preload-library{{transform-library-paths={transform_library}}}",
@@ -322,9 +333,16 @@ def llvm_pipeline(opt_level: int = 3, *, transform_library: str | None = None) -
         "convert-bufferization-to-memref",
         # Structured ops to loops and plain arithmetic.
         "func.func(convert-linalg-to-loops)",
-        "convert-vector-to-scf",
+        # Unrolled: the default keeps a transfer's temporaries in stack allocas inside the
+        # loops (no alloca scope), so the stack grows with the trip count and overflows on
+        # large batches.
+        "convert-vector-to-scf{full-unroll=true}",
         "expand-strided-metadata",
         "lower-affine",
+        # Threads: parallel loops to OpenMP (each body in a memref.alloca_scope, which
+        # canonicalize inlines).
+        *(["convert-scf-to-openmp"] if threads else []),
+        "canonicalize",
         *cleanup,
         # math: LLVM intrinsics where they exist, else libm calls (scalarised), else outlined.
         "convert-math-to-llvm",
@@ -338,6 +356,7 @@ def llvm_pipeline(opt_level: int = 3, *, transform_library: str | None = None) -
         "finalize-memref-to-llvm",
         "convert-func-to-llvm{use-bare-ptr-memref-call-conv}",
         "convert-cf-to-llvm",
+        *(["convert-openmp-to-llvm"] if threads else []),
         "convert-ub-to-llvm",
         "reconcile-unrealized-casts",
     ]

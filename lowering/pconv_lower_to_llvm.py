@@ -6,7 +6,9 @@ to llvm; see `pconv_mlir.lowering.llvm.llvm_pipeline`) for `machine`, handed bac
 generic form. Ops that xDSL does not define (some LLVM 22 intrinsics) stay as unregistered
 generic ops. `-t llvm-ir` then prints LLVM IR; `pconv_mlir.compile` goes on to clang-22.
 
-Options: `machine` (`host`, `aarch64`, `x86_64`), `opt_level` (0 skips canonicalize/cse/licm).
+Options: `machine` (`host`, `aarch64`, `x86_64`), `opt_level` (0 skips cse and licm). The
+parallel loops stay sequential here (xDSL cannot read the `omp` dialect back);
+`pconv_mlir.compile` makes them threads.
 
     %y = pconv.fkw_conv2d %x, ... : (tensor<...>, ...) -> tensor<...>
   becomes
@@ -53,7 +55,7 @@ class PconvLowerToLlvmPass(ModulePass):
             PconvLrePass().apply(ctx, op)
         text = run_mlir_opt(
             prepare_for_mlir_opt(op, ctx, self.machine),
-            llvm_pipeline(self.opt_level),
+            llvm_pipeline(self.opt_level, threads=False),  # xDSL cannot read omp back
             generic_output=True,
         )
         lenient = ctx.clone()

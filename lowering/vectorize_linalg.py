@@ -16,6 +16,9 @@ bufferization; whatever is not tagged stays for `convert-linalg-to-loops`.
     >>> unvectorised_ops(module)                            # what falls back to scalar loops
     [('linalg.generic', 'model.mlir:12:5')]
 
+`pconv-opt -p 'pconv-vectorize-linalg{machine=aarch64}'` (`VectorizeLinalgPass`) prints the
+canonical forms; test/lowering/vectorize-linalg.mlir has one of each kind.
+
 The canonical forms (N batch, C/F channels, OH x OW output, KH x KW window, stride s):
 
 - `conv:B:S`, from `linalg.conv_2d_nchw_fchw` (any KxK) and `linalg.conv_2d_ngchw_gfchw` (B=2,
@@ -27,6 +30,8 @@ The canonical forms (N batch, C/F channels, OH x OW output, KH x KW window, stri
 - `dot`, from a `linalg.matmul` whose `b` is a `linalg.transpose` (a linear layer):
   `part[m, n, j] += a[m, i, j] * w[n, i, j]` over `k = i * J + j`, then a `reduction` of `part`
   over `j`: both operands read along `k`, the weights in place.
+- `transpose:2`, from the 2-D `linalg.transpose` of a linear layer whose K has no such split
+  (it stays a `conv:0:1` matmul): `wt[k, n] = w[n, k]`, in lanes x lanes blocks.
 - `window:4`, from depthwise convs (the generic of `depthwise_conv_2d_nchw_chw`),
   `linalg.pooling_nchw_max` and sum-pooling generics: all-parallel,
   `out[n, c, oh, ow] = acc (+|max) taps of x_t[n, c, oh, ow] (* w_t[c])`.
@@ -50,6 +55,7 @@ from dataclasses import dataclass
 from math import prod
 
 from xdsl.builder import ImplicitBuilder
+from xdsl.context import Context
 from xdsl.dialects import arith, func, tensor
 from xdsl.dialects.builtin import (
     AffineMapAttr,
@@ -75,6 +81,7 @@ from xdsl.ir.affine import (
     AffineExpr,
     AffineMap,
 )
+from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
     PatternRewriteWalker,
@@ -88,6 +95,7 @@ from pconv_mlir.machine import Machine, machine
 __all__ = [
     "TAG",
     "VectorTiles",
+    "VectorizeLinalgPass",
     "classify",
     "prepare_linalg",
     "transform_script",
@@ -464,7 +472,7 @@ def _reduction(op: linalg.GenericOp) -> bool:
 
 def classify(op: Operation) -> str | None:
     """The vector form `op` gets (`conv`, `matmul`, `dot`, `window`, `elementwise`,
-    `reduction`, `fill`), or None if it falls back to scalar loops."""
+    `reduction`, `transpose`), or None if it falls back to scalar loops."""
     if not op.name.startswith("linalg.") or op.name == "linalg.yield":
         return None
     if not op.results:  # linalg on buffers: the forms are built on tensors
@@ -485,22 +493,29 @@ def classify(op: Operation) -> str | None:
         return "elementwise"
     if isinstance(op, linalg.BroadcastOp) and _static_f32_or_any(op.init):
         return "elementwise"
-    if isinstance(op, linalg.TransposeOp) and all(
-        isinstance(use.operation, linalg.MatmulOp) and classify(use.operation) == "dot"
-        for use in op.results[0].uses
-    ):
-        return "dot"  # folded into the linear layer that reads it
+    if isinstance(op, linalg.TransposeOp):
+        if all(
+            isinstance(use.operation, linalg.MatmulOp) and classify(use.operation) == "dot"
+            for use in op.results[0].uses
+        ):
+            return "dot"  # folded into the linear layer that reads it
+        if _ints(op.permutation) == [1, 0] and all(
+            _static_f32_tensor(v) for v in (*op.inputs, *op.outputs)
+        ):
+            return "transpose"  # the weights of a linear layer that is a matmul
     return None
 
 
 def unvectorised_ops(module: Operation) -> list[tuple[str, str]]:
     """The linalg ops of `module` that no vector form covers, so that `llvm_pipeline` lowers
-    them to scalar loops: (op name, location) in program order."""
+    them to scalar loops: (op name, location) in program order. Canonical forms that
+    `prepare_linalg` tagged are covered."""
     return [
         (op.name, op_location(op))
         for op in module.walk()
         if op.name.startswith("linalg.")
         and op.name != "linalg.yield"
+        and TAG not in op.attributes
         and not isinstance(op.parent_op(), linalg.GenericOp | linalg.NamedOperation)
         and classify(op) is None
     ]
@@ -979,6 +994,16 @@ class _Canonicalize(RewritePattern):
                 )
             assert isinstance(op, linalg.GenericOp)
             return build_elementwise(op)
+        if kind == "transpose":
+            assert isinstance(op, linalg.TransposeOp)
+            return _generic(
+                [op.inputs[0]],
+                op.outputs[0],
+                [_map(2, [_d(1), _d(0)]), AffineMap.identity(2)],
+                ["parallel"] * 2,
+                lambda args, acc: args[0],
+                "transpose:2",
+            )
         if kind == "reduction":
             assert isinstance(op, linalg.GenericOp)
             n_red = sum(1 for it in _iterators(op) if it == IteratorType.REDUCTION)
@@ -1002,6 +1027,36 @@ def prepare_linalg(module: ModuleOp, target: Machine | str = "host") -> frozense
         for op in module.walk()
         if TAG in op.attributes
     )
+
+
+@dataclass(frozen=True)
+class VectorizeLinalgPass(ModulePass):
+    """Puts the linalg ops on tensors that have a vector form in their canonical form.
+
+    `prepare_linalg` as a pass, to inspect what `lower_to_llvm_dialect(vectorize=True)` hands
+    the transform script: each op that has a vector form is rewritten in place and tagged
+    `pconv.vectorize = "<kind>"` (see the module docstring for the kinds); the others, and
+    linalg on buffers, are left as they are. Option `machine` (`host`, `aarch64`, `x86_64`)
+    chooses the vector width a linear layer's K is split by.
+
+        %y = linalg.conv_2d_nchw_fchw ins(%x, %w : tensor<1x5x9x11xf32>, tensor<7x5x1x1xf32>)
+               outs(%z : tensor<1x7x9x11xf32>) -> tensor<1x7x9x11xf32>
+      becomes
+        %xc = tensor.collapse_shape %x [[0], [1], [2, 3]] : ... into tensor<1x5x99xf32>
+        %g = linalg.generic {...} ins(%w0, %xc : tensor<7x5xf32>, tensor<1x5x99xf32>) ...
+               {pconv.vectorize = "conv:1:1"}
+        %y = tensor.expand_shape %g [[0], [1], [2, 3]] ... into tensor<1x7x9x11xf32>
+    """
+
+    name = "pconv-vectorize-linalg"
+
+    machine: str = "host"
+
+    def __post_init__(self) -> None:
+        machine(self.machine)  # OptionError for an unknown machine
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        prepare_linalg(op, self.machine)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1057,6 +1112,10 @@ def _recipe(kind: str, tiles: VectorTiles) -> _Recipe | None:
         (rank,) = numbers
         # (.., a, hq, b, wq): b whole, wq by vectors
         return _Recipe(tuple([1] * (rank - 2) + [0, tiles.pixels]))
+    if name == "transpose":
+        (rank,) = numbers
+        # lanes x lanes blocks: a transposed read and shuffles.
+        return _Recipe(tuple([1] * (rank - 2) + [tiles.lanes, tiles.lanes]))
     if name == "reduction":
         rank, n_red = numbers
         return _Recipe(tuple([1] * (rank - n_red) + [0] * n_red))
@@ -1175,6 +1234,10 @@ def transform_script(kinds: Iterable[str], target: Machine | str = "host") -> st
         lines.append(_match_tag(f"v{i}", kind))
         sequence = "pconv_vectorize_contraction" if recipe.contraction else "pconv_vectorize"
         lines.append(_foreach(f"%v{i}", sequence))
+    # No canonicalization once unit dims are dropped: LLVM 22 folds a `shape_cast` next to a
+    # `broadcast` whenever the shapes allow it, which on a square tile turns the broadcast of a
+    # weight column (6x1 -> 6x6, rows) into one of a row (llvm/llvm-project#190614): wrong
+    # results for convs with a filters x pixels tile such as 6 x 6 (or NEON's 8 x 8).
     lines.append(
         "    transform.apply_patterns to %funcs {\n"
         "      transform.apply_patterns.vector.reduction_to_contract\n"
@@ -1184,7 +1247,6 @@ def transform_script(kinds: Iterable[str], target: Machine | str = "host") -> st
         "    transform.apply_patterns to %funcs {\n"
         "      transform.apply_patterns.vector.cast_away_vector_leading_one_dim\n"
         "      transform.apply_patterns.vector.drop_unit_dims_with_shape_cast\n"
-        "      transform.apply_patterns.canonicalization\n"
         "    } : !transform.any_op\n"
         "    transform.apply_cse to %funcs : !transform.any_op\n"
     )

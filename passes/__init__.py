@@ -23,6 +23,10 @@ PASSES: dict[str, tuple[str, str]] = {
         "ConvertPconvToLoopsPass",
     ),
     "pconv-lre": ("pconv_mlir.passes.pconv_lre", "PconvLrePass"),
+    "pconv-vectorize-linalg": (
+        "pconv_mlir.lowering.vectorize_linalg",
+        "VectorizeLinalgPass",
+    ),
     "pconv-profile-layers": ("pconv_mlir.passes.pconv_profile_layers", "PconvProfileLayersPass"),
     "pconv-externalize-constants": (
         "pconv_mlir.lowering.externalize_constants",

@@ -1,8 +1,11 @@
 """`pconv_mlir.compile`: a torch model or an MLIR module to a callable native artifact.
 
-    >>> art = pconv_mlir.compile(model, torch.randn(1, 3, 32, 32))              # doctest: +SKIP
-    >>> y = art(x)                      # numpy out, computed by the generated code
-    >>> art.save("out/")                # forward.so, forward.h, forward.ll (+ the weights file)
+    >>> art = pconv_mlir.compile(model, torch.randn(1, 3, 32, 32), name="vgg")  # doctest: +SKIP
+    >>> y = art(x)                      # numpy out, computed by the generated code, threaded
+    >>> art.set_threads(1)              # the threads of its parallel loops
+    >>> art.report                      # one row per layer: kind, MACs, patterns, weights, ...
+    >>> art.profile(x, repeats=10)      # the same rows with the measured seconds per layer
+    >>> art.save("out/")                # libvgg.so, vgg.h, vgg.ll (+ the weights file)
 
 Options (`CompileOptions`) become a backend and a list of pass objects: torch-mlir import (linalg
 on tensors) -> `pconv-from-linalg` -> `pconv-fkr` -> `pconv-fkw-pack` (the schedule) ->
@@ -27,12 +30,20 @@ What `compile` raises, all `pconv_mlir.errors.PconvError` with a one-line messag
 
 Calling the artifact raises `RunError` when the code fails, and ValueError/TypeError for
 inputs of the wrong number, shape or kind.
+
+The artifact is the model's function `<name>` (bare pointers: inputs, then the outputs), and
+for a model with one input and one output `int <name>_forward(const float *input, float
+*output)`, plus `<name>_set_threads(int)`; `save` writes them as a library with its header
+(`pconv_mlir.runtime.driver.library_header`). Its parallel loops (images x row tiles x filter
+shares) run on `threads` threads through `pconv_mlir/runtime/pconv_omp.c`.
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -55,11 +66,25 @@ from pconv_mlir.elements import INLINE_LIMIT, using_storage
 from pconv_mlir.errors import OptionError, RunError
 from pconv_mlir.ir import make_context, parse_module, print_module
 from pconv_mlir.pipeline import Pipeline
+from pconv_mlir.report import LayerRow, layer_report, with_times
 
 ENTRY = "forward"
-"""The C symbol of the compiled model's entry point."""
+"""The default `name` of a compiled model: the C symbol of its generated function."""
 
 MODES = ("infer", "project", "dense")
+
+MAX_THREADS = 256
+"""The most threads `pconv_omp.c` runs a parallel loop on."""
+
+_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_C_KEYWORDS = frozenset(
+    "auto break case char const continue default do double else enum extern float for goto "
+    "if inline int long register restrict return short signed sizeof static struct switch "
+    "typedef union unsigned void volatile while bool true false main class delete explicit "
+    "export friend mutable namespace new nullptr operator private protected public template "
+    "this throw try catch typename using virtual".split()
+)
+"""C keywords, the C++ ones a header included from C++ cannot use, and `main`."""
 
 
 def _is_int(value: Any) -> bool:
@@ -103,6 +128,17 @@ class CompileOptions:
     fold_batchnorm: bool = True
     """Fold each eval-mode BatchNorm into the conv before it (torch.fx), so the conv's bias and
     ReLU fold into the pconv op. Scaling a filter keeps its zeros, so its patterns stay."""
+    name: str = ENTRY
+    """The model's name, a C identifier: its function `<name>`, the library's
+    `<name>_forward` and `<name>_set_threads`, the files `lib<name>.so` and `<name>.h`."""
+    threads: int | None = None
+    """Threads the parallel loops run on (default: the machine's cores, `os.cpu_count()`);
+    `CompiledModel.set_threads` changes it."""
+
+    @property
+    def thread_count(self) -> int:
+        """`threads`, or the machine's cores when not given."""
+        return self.threads if self.threads is not None else min(os.cpu_count() or 1, MAX_THREADS)
 
     @staticmethod
     def from_keywords(options: Mapping[str, Any]) -> CompileOptions:
@@ -147,6 +183,9 @@ class CompileOptions:
                 raise OptionError(f"{name} = {value!r} is not a string")
         if self.tune and self.tuning is not None:
             raise OptionError("give tune=True or tuning=<database>, not both")
+        check_name(self.name)
+        if self.threads is not None:
+            check_threads(self.threads)
         try:
             ScheduleAttr.get(**self.schedule).verify()
         except VerifyException as e:
@@ -177,6 +216,24 @@ class CompileOptions:
         return passes
 
 
+def check_name(name: Any) -> None:
+    """`OptionError` unless `name` can name a model in C (see `CompileOptions.name`)."""
+    if not isinstance(name, str) or not _C_IDENTIFIER.fullmatch(name):
+        raise OptionError(f"name = {name!r} is not a C identifier (letters, digits, _)")
+    if name in _C_KEYWORDS:
+        raise OptionError(f"name = {name!r} is reserved in C or C++; choose another")
+    if name.startswith(("pconv_", "__")):
+        raise OptionError(f"name = {name!r}: names starting with pconv_ or __ are the runtime's")
+
+
+def check_threads(threads: Any) -> None:
+    """`OptionError` unless `threads` is a thread count (1 to `MAX_THREADS`)."""
+    if not _is_int(threads):
+        raise OptionError(f"threads = {threads!r} is not an integer")
+    if not 1 <= threads <= MAX_THREADS:
+        raise OptionError(f"threads = {threads} is outside 1..{MAX_THREADS}")
+
+
 @dataclass
 class CompiledModel:
     """A compiled model: call it with numpy arrays or torch tensors, get numpy back."""
@@ -197,12 +254,32 @@ class CompiledModel:
     weights: Any = None
     """The bytes of the external constants (a `pconv_mlir.runtime.build.WeightsFile` in
     `workdir`), linked into the code; None when the model has no large constant."""
+    layers: tuple[LayerRow, ...] = ()
+    """The per-layer report, read at compile time from the module at the FKW level."""
+    threads: int = 1
+    """The threads the parallel loops run on (`set_threads`)."""
+    _profile_source: Any = field(default=None, repr=False)
+    """(module at the FKW level, its context) for the profiled build of host code, until
+    `profile` builds it or `close`: the context holds the weights in memory until then."""
+    _profiler: Any = field(default=None, repr=False)
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     @property
     def target(self) -> str:
         return self.backend.name
+
+    @property
+    def name(self) -> str:
+        """The model's name: its C function and the prefix of its library's entry points."""
+        return self.signature.name
+
+    @property
+    def report(self) -> list[LayerRow]:
+        """One `pconv_mlir.report.LayerRow` per layer (kind, dense and executed MACs, patterns,
+        kernels kept, weight bytes, lowering), without times: see `profile`. Print it with
+        `pconv_mlir.report.format_report`."""
+        return list(self.layers)
 
     @property
     def llvm_ir(self) -> str:
@@ -220,9 +297,12 @@ class CompiledModel:
     def _inputs(self) -> list[Any]:
         return [a for a in self.signature.args if not a.is_out_param]
 
-    def __call__(self, *inputs: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+    def _check_open(self) -> None:
         if self._closed:
             raise RunError("this compiled model is closed; compile it again to call it")
+
+    def _arguments(self, inputs: tuple[Any, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The checked input arrays and fresh output arrays of one call."""
         specs = self._inputs()
         if len(inputs) != len(specs):
             raise TypeError(f"expected {len(specs)} inputs, got {len(inputs)}")
@@ -230,22 +310,107 @@ class CompiledModel:
             _as_array(x, spec, i) for i, (x, spec) in enumerate(zip(inputs, specs, strict=True))
         ]
         outputs = [np.zeros(s.shape, dtype=s.dtype) for s in self.signature.args if s.is_out_param]
+        return arrays, outputs
+
+    def __call__(self, *inputs: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        self._check_open()
+        arrays, outputs = self._arguments(inputs)
         self.runner.call(self.signature.name, *arrays, *outputs)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
+    def set_threads(self, threads: int) -> None:
+        """Run the parallel loops on `threads` threads from the next call on (the library's
+        `<name>_set_threads`; under qemu, `PCONV_NUM_THREADS` of each run)."""
+        self._check_open()
+        check_threads(threads)
+        for runner in (self.runner, self._profiler):
+            if runner is not None:
+                _set_threads(runner, self.name, int(threads))
+        self.threads = int(threads)
+
+    def profile(self, *inputs: Any, repeats: int = 10) -> list[LayerRow]:
+        """The `report` rows with `seconds`, each layer's mean wall time per call over `repeats`
+        calls on `inputs` (after one warm-up call), on `threads` threads.
+
+        The times come from a second build of the model with `pconv-profile-layers` (a clock
+        read around every layer), made on the first call and kept. Host code only: code that
+        runs under qemu has no meaningful time (`RunError`)."""
+        self._check_open()
+        if not _is_int(repeats) or repeats < 1:
+            raise ValueError(f"repeats = {repeats!r} must be an integer of at least 1")
+        arrays, outputs = self._arguments(inputs)
+        runner = self._profiled_runner()
+        seconds = runner.c_function(
+            "pconv_layer_seconds", ctypes.c_int64, [ctypes.c_void_p, ctypes.c_int64]
+        )
+        reset = runner.c_function("pconv_layer_reset", None, [])
+        runner.call(self.name, *arrays, *outputs)  # warm-up
+        reset()
+        for _ in range(repeats):
+            runner.call(self.name, *arrays, *outputs)
+        totals = np.zeros(max(1, len(self.layers)), dtype=np.float64)
+        seen = seconds(totals.ctypes.data, len(self.layers))
+        if seen != len(self.layers):
+            raise RunError(
+                f"the profiled build timed {seen} layers, the report has {len(self.layers)}"
+            )
+        return with_times(self.report, [float(t) / repeats for t in totals[: len(self.layers)]])
+
+    def _profiled_runner(self) -> Any:
+        """The profiled build (see `profile`), built on the first call."""
+        from pconv_mlir.lowering.llvm import function_signatures
+        from pconv_mlir.passes.pconv_profile_layers import PconvProfileLayersPass
+        from pconv_mlir.runtime.runners import HostRunner
+
+        if self._profiler is not None:
+            return self._profiler
+        if self._profile_source is None:
+            raise RunError(
+                f"profile() times code on this machine; {self.target} code runs under "
+                "emulation, whose times mean nothing: compile for target='host'"
+            )
+        module, ctx = self._profile_source
+        Pipeline([PconvProfileLayersPass(), *self.backend.lowering(lre=self.options.lre)]).run(
+            module, ctx
+        )
+        folder = self.workdir / "profiled"
+        folder.mkdir(parents=True, exist_ok=True)
+        with using_storage(ctx):
+            text = self.backend.emit(module, ctx, opt_level=self.options.opt_level)
+            signature = function_signatures(module)[self.name]
+        weights = self.backend.write_weights(module, ctx, folder / "weights.bin")
+        runner = self.backend.build(
+            text,
+            {self.name: signature},
+            folder,
+            opt_level=self.options.opt_level,
+            weights=weights,
+            name=self.name,
+            threads=self.options.threads,
+        )
+        if not isinstance(runner, HostRunner):  # not reached: only host builds keep a source
+            runner.close()
+            raise RunError(f"cannot time {self.target} code on this machine")
+        _set_threads(runner, self.name, self.threads)
+        self._profiler, self._profile_source = runner, None
+        return runner
+
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write what an application needs to `directory` (for the CPU backends: `forward.so`
-        built for the target with the weights inside, `forward.h`, `forward.ll`, and when the
-        model has large constants `forward.weights.bin`, their raw bytes, with
-        `forward.weights.s`, the stub that links them; plus `tuning.json` when tuned)."""
+        """Write what an application needs to `directory` and return it (for the CPU
+        backends: `lib<name>.so` built for the target with the weights and the thread runtime
+        inside, `<name>.h` declaring `<name>_forward`, `<name>_set_threads` and `<name>`,
+        `<name>.ll`, and when the model has large constants `<name>.weights.bin`, their raw
+        bytes, with `<name>.weights.s`, the stub that links them; plus `tuning.json` when
+        tuned). A C program includes `<name>.h` and links with `-L<directory> -l<name>`."""
         out = Path(directory)
         self.backend.save(
             self.text,
             self.signature,
             out,
-            stem=ENTRY,
+            name=self.name,
             opt_level=self.options.opt_level,
             weights=self.weights,
+            threads=self.options.threads,
         )
         if self.tuning is not None:
             self.tuning.save(out / "tuning.json")
@@ -257,6 +422,9 @@ class CompiledModel:
             return
         self._closed = True
         self.runner.close()
+        if self._profiler is not None:
+            self._profiler.close()
+        self._profiler = self._profile_source = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -266,6 +434,17 @@ class CompiledModel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _set_threads(runner: Any, name: str, threads: int) -> None:
+    """Threads for `runner`'s code: `<name>_set_threads` in a loaded library; the environment
+    of each run for an executable (qemu)."""
+    from pconv_mlir.runtime.runners import ExecutableRunner, HostRunner
+
+    if isinstance(runner, HostRunner):
+        runner.c_function(f"{name}_set_threads", None, [ctypes.c_int])(threads)
+    elif isinstance(runner, ExecutableRunner):
+        runner.env["PCONV_NUM_THREADS"] = str(threads)
 
 
 def _as_array(value: Any, spec: Any, position: int) -> np.ndarray:
@@ -302,9 +481,12 @@ def _entry_function(module: ModuleOp, name: str | None) -> func.FuncOp:
 def fold_batchnorm(model: Any) -> Any:
     """A copy of `model` in eval mode with every conv -> BatchNorm pair folded into one conv, or
     an eval-mode copy of `model` when torch.fx cannot trace it."""
+    import torch
     from torch.fx.experimental.optimization import fuse
 
     evaluated = copy.deepcopy(model).eval()
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return evaluated  # nothing to fold; untraced, torch records the user's source lines
     try:
         return fuse(evaluated, inplace=True)
     except Exception as e:  # an untraceable model compiles as it is, BatchNorm included
@@ -334,7 +516,13 @@ def import_program(
             )
         model = fold_batchnorm(program) if fold_bn else program
         # A folded model is our own copy: the module may share its memory.
-        return import_torch(model, example_input, ctx=ctx, copy_weights=model is program), ctx
+        return import_torch(
+            model,
+            example_input,
+            ctx=ctx,
+            copy_weights=model is program,
+            name=type(program).__name__,
+        ), ctx
     raise OptionError(
         f"cannot compile a {type(program).__name__}: give a torch.nn.Module, an xDSL "
         "ModuleOp or MLIR text"
@@ -364,7 +552,12 @@ def compile(
     backend = get_backend(target, cpu=opts.cpu)
     module, ctx = import_program(program, example_input, fold_bn=opts.fold_batchnorm)
     entry = _entry_function(module, opts.function)
-    entry.sym_name = StringAttr(ENTRY)
+    if any(
+        isinstance(op, func.FuncOp) and op is not entry and op.sym_name.data == opts.name
+        for op in module.body.block.ops
+    ):
+        raise OptionError(f"name = {opts.name!r} is the name of another function of the module")
+    entry.sym_name = StringAttr(opts.name)
     Pipeline(opts.front_passes(backend)).run(module, ctx)
     database = None
     if opts.tune:
@@ -378,11 +571,16 @@ def compile(
             Pipeline([PconvApplyTuningPass(database=str(Path(tmp) / "tuning.json"))]).run(
                 module, ctx
             )
+    with using_storage(ctx):
+        layers = tuple(layer_report(module, opts.name, lowering=_lowering_of))
+    # The profiled build starts from here, when `profile` is first called (host code only).
+    runs_here = getattr(getattr(backend, "machine", None), "is_host", False)
+    profile_source = (module.clone(), ctx) if runs_here else None
     Pipeline(backend.lowering(lre=opts.lre)).run(module, ctx)
     mlir_text = print_module(module, ctx, elide_resources_over=INLINE_LIMIT)
     with using_storage(ctx):
         text = backend.emit(module, ctx, opt_level=opts.opt_level)
-        signature = function_signatures(module)[ENTRY]
+        signature = function_signatures(module)[opts.name]
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="pconv-compile-")
@@ -390,10 +588,17 @@ def compile(
     try:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         weights = backend.write_weights(module, ctx, Path(workdir) / "weights.bin")
-        del module, ctx  # the weights are in the file now
+        del module, ctx  # the weights are in the file now (and in `profile_source`'s context)
         runner = backend.build(
-            text, {ENTRY: signature}, Path(workdir), opt_level=opts.opt_level, weights=weights
+            text,
+            {opts.name: signature},
+            Path(workdir),
+            opt_level=opts.opt_level,
+            weights=weights,
+            name=opts.name,
+            threads=opts.threads,
         )
+        _set_threads(runner, opts.name, opts.thread_count)
     except BaseException:
         if tmp is not None:
             tmp.cleanup()
@@ -408,5 +613,16 @@ def compile(
         Path(workdir),
         tuning=database,
         weights=weights,
+        layers=layers,
+        threads=opts.thread_count,
+        _profile_source=profile_source,
         _tmp=tmp,
     )
+
+
+def _lowering_of(op: Any) -> str:
+    """How a non-pconv layer is lowered: `vector` when the upstream path has a vector form for
+    it (`pconv_mlir.lowering.vectorize_linalg.classify`), else `scalar`."""
+    from pconv_mlir.lowering.vectorize_linalg import classify
+
+    return "vector" if classify(op) is not None else "scalar"

@@ -6,8 +6,9 @@
 `layer_report(module)` reads a module at the FKW level (after `pconv-fkw-pack`, before the
 lowering) and gives one `LayerRow` per layer (`pconv_mlir.passes.pconv_profile_layers.is_layer`,
 in the same order as the profiler numbers them): its kind, dense and executed multiply-adds,
-patterns used, kernels kept, the bytes of its weights and how it is lowered. `compile` adds the
-time per layer measured on the host (`LayerRow.seconds`).
+patterns used, kernels kept, the bytes of its weights and how it is lowered. `compile` keeps
+these rows (`CompiledModel.report`); `CompiledModel.profile` adds the time per layer measured
+on the host (`LayerRow.seconds`, through a build with `pconv-profile-layers`).
 
 Kinds: `pattern` (a pattern-sparse KxK conv), `dense` (a KxK conv with every tap), `1x1`,
 `depthwise`, `pool`, `linear`, `elementwise` and `other`. Lowerings: `pconv` (the pattern

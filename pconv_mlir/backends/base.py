@@ -62,14 +62,19 @@ class Backend(ABC):
         workdir: Path,
         *,
         opt_level: int = 3,
+        name: str | None = None,
+        threads: int | None = None,
     ) -> Any:
-        """Compile `text` (from `emit`) and load it: a `pconv_mlir.runtime.runners.Runner`."""
+        """Compile `text` (from `emit`) and load it: a `pconv_mlir.runtime.runners.Runner`.
+        With `name`, the compiled model's function: the build also has its C entry points
+        (`<name>_set_threads`, ...); its parallel loops run on `threads` threads."""
 
     @abstractmethod
     def save(
-        self, text: str, signature: Any, directory: Path, *, stem: str, opt_level: int = 3
+        self, text: str, signature: Any, directory: Path, *, name: str, opt_level: int = 3
     ) -> Sequence[Path]:
-        """Write what an application needs (library, header, source) to `directory`."""
+        """Write what an application needs (library, header, source) to `directory`, for the
+        model called `name` (its generated function's name)."""
 
     @abstractmethod
     def cost(self, module: ModuleOp, ctx: Context, function: str, *, repeats: int = 3) -> float:

@@ -99,12 +99,20 @@ class LlvmCpuBackend(Backend):
         *,
         opt_level: int = 3,
         weights: WeightsFile | None = None,
+        name: str | None = None,
+        threads: int | None = None,
     ) -> Any:
         """Compile and load `text` with the data of its external constants (`write_weights`)
-        linked in."""
-        from pconv_mlir.runtime.runners import build_runner_from_ir
+        linked in. With `name` (one of `signatures`: a compiled model), the library also has the
+        C entry points of `pconv_mlir.runtime.driver.library_source` (`<name>_set_threads`,
+        ...); the code runs on `threads` threads (default: the machine's cores)."""
+        from pconv_mlir.runtime.driver import library_source
+        from pconv_mlir.runtime.runners import ExecutableRunner, build_runner_from_ir
 
-        return build_runner_from_ir(
+        c_sources = {}
+        if name is not None:
+            c_sources[f"{name}_entry.c"] = library_source(name, signatures[name], threads)
+        runner = build_runner_from_ir(
             text,
             signatures,
             target=self.machine,
@@ -112,7 +120,11 @@ class LlvmCpuBackend(Backend):
             opt_level=opt_level,
             workdir=workdir,
             weights=weights,
+            c_sources=c_sources,
         )
+        if threads is not None and isinstance(runner, ExecutableRunner):  # qemu: env per call
+            runner.env["PCONV_NUM_THREADS"] = str(threads)
+        return runner
 
     def save(
         self,
@@ -120,34 +132,39 @@ class LlvmCpuBackend(Backend):
         signature: Any,
         directory: Path,
         *,
-        stem: str,
+        name: str,
         opt_level: int = 3,
         weights: WeightsFile | None = None,
+        threads: int | None = None,
     ) -> Sequence[Path]:
-        """Write `STEM.so` (built for the machine, the weights inside), `STEM.h`, `STEM.ll`,
-        and with `weights`, `STEM.weights.bin` (the raw bytes of the external constants) and
-        `STEM.weights.s` (the assembly stub that `.incbin`s them by that relative name: built
-        with `STEM.ll` in `directory`, it links them into a library of your own)."""
+        """Write `lib<name>.so` (built for the machine, the weights and the C runtime inside,
+        with the entry points of `pconv_mlir.runtime.driver.library_source`), `<name>.h` (its
+        header), `<name>.ll` (the generated code), and with `weights`, `<name>.weights.bin` (the
+        raw bytes of the external constants) and `<name>.weights.s` (the assembly stub that
+        `.incbin`s them by that relative name). To build a library of your own from `<name>.ll`
+        and the stub, add `pconv_omp.c` (and `pconv_profile.c` for a profiled build) from
+        `pconv_mlir/runtime` when the IR calls them."""
         from pconv_mlir.runtime.build import compile_shared_library
-        from pconv_mlir.runtime.driver import c_header
+        from pconv_mlir.runtime.driver import library_header, library_source
 
         directory.mkdir(parents=True, exist_ok=True)
-        ir_path, header = directory / f"{stem}.ll", directory / f"{stem}.h"
+        ir_path, header = directory / f"{name}.ll", directory / f"{name}.h"
         ir_path.write_text(text)
-        header.write_text(c_header(signature, self.name))
+        header.write_text(library_header(name, signature, self.name))
         written = [header, ir_path]
         if weights is not None:
-            weights = weights.copy_to(directory / f"{stem}.weights.bin")
-            stub = directory / f"{stem}.weights.s"
+            weights = weights.copy_to(directory / f"{name}.weights.bin")
+            stub = directory / f"{name}.weights.s"
             stub.write_text(weights.assembly(weights.path.name))
             written += [weights.path, stub]
         library = compile_shared_library(
             text,
-            directory / f"{stem}.so",
+            directory / f"lib{name}.so",
             self.machine,
             cpu=self.cpu,
             opt_level=opt_level,
             weights=weights,
+            c_sources={f"{name}_entry.c": library_source(name, signature, threads)},
         )
         return [library, *written]
 

@@ -27,6 +27,14 @@ symbols in the LLVM IR. `WeightsFile.write` puts their bytes in one binary file,
 bytes) with clang for the same machine, so the data is linked into the library or executable
 as it is: no text on the way, and no symbol exported.
 
+Threads and profiling: parallel loops reach LLVM IR as calls to the libomp ABI
+(`__kmpc_fork_call`, ...; see `pconv_mlir.lowering.llvm.llvm_pipeline`), and
+`pconv-profile-layers` adds calls to `pconv_layer_begin/end`. The builders compile in the
+package's own C runtime for them when the IR (or a C source given) refers to them:
+`pconv_omp.c` (a thread pool behind that ABI; with `-pthread`) and `pconv_profile.c` (the layer
+timer). Their symbols are hidden, so a library exports only what the generated code and its
+wrappers define. A `__kmpc_` function that `pconv_omp.c` does not implement is a `BuildError`.
+
 A failed build raises `pconv_mlir.errors.BuildError` whose message is clang's first error line;
 the output file appears only when the build succeeded.
 """
@@ -39,6 +47,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +59,13 @@ from pconv_mlir.machine import machine as machine_named
 from pconv_mlir.toolchain import run_tool
 
 __all__ = [
+    "OMP_FUNCTIONS",
     "SANITIZERS",
     "SUPPORT_C",
     "WeightsFile",
     "compile_executable",
     "compile_shared_library",
+    "runtime_sources",
     "sanitize_flags",
 ]
 
@@ -185,6 +196,50 @@ def _needs_support(llvm_ir: str) -> bool:
     return re.search(r"^declare .*@memrefCopy\(", llvm_ir, re.MULTILINE) is not None
 
 
+OMP_FUNCTIONS = frozenset(
+    {
+        "__kmpc_fork_call",
+        "__kmpc_for_static_init_8u",
+        "__kmpc_for_static_init_8",
+        "__kmpc_for_static_fini",
+        "__kmpc_barrier",
+        "__kmpc_global_thread_num",
+    }
+)
+"""The libomp functions `pconv_omp.c` implements."""
+
+_OMP_CALL = re.compile(r"@(__kmpc_\w+)")
+_THREADS_USE = re.compile(r"\b(__kmpc_\w+|pconv_set_num_threads|pconv_get_num_threads)\b")
+_PROFILE_USE = re.compile(r"\bpconv_layer_(begin|end|seconds|reset)\b")
+
+
+def _runtime_file(name: str) -> str:
+    return files("pconv_mlir.runtime").joinpath(name).read_text()
+
+
+def runtime_sources(
+    llvm_ir: str, c_sources: Iterable[str] = ()
+) -> tuple[dict[str, str], list[str]]:
+    """The package's C runtime files that code `llvm_ir` (with C sources `c_sources`) needs,
+    by file name, and the flags they need (`-pthread`). `BuildError` for a libomp function that
+    `pconv_omp.c` does not implement."""
+    unsupported = sorted(set(_OMP_CALL.findall(llvm_ir)) - OMP_FUNCTIONS)
+    if unsupported:
+        raise BuildError(
+            f"the code calls {unsupported[0]}, which pconv-mlir's OpenMP runtime "
+            f"(pconv_omp.c) does not implement (it has {', '.join(sorted(OMP_FUNCTIONS))})"
+        )
+    texts = [llvm_ir, *c_sources]
+    sources: dict[str, str] = {}
+    flags: list[str] = []
+    if any(_THREADS_USE.search(text) for text in texts):
+        sources["pconv_omp.c"] = _runtime_file("pconv_omp.c")
+        flags.append("-pthread")
+    if any(_PROFILE_USE.search(text) for text in texts):
+        sources["pconv_profile.c"] = _runtime_file("pconv_profile.c")
+    return sources, flags
+
+
 _DEFINE_TAIL = re.compile(r"^(define\b.*?)((?:\s+!\w+\s+!\d+)*\s*\{)$", re.MULTILINE)
 """A function definition's line, split before its trailing metadata (`!dbg !5`) and `{`."""
 
@@ -220,9 +275,11 @@ def _build(
     """Write the IR, the C sources and the weights' assembly stub to a temporary folder and
     build them with `flags`."""
     extra = sanitize_flags(sanitize)
+    runtime, runtime_flags = runtime_sources(llvm_ir, c_sources.values())
     if sanitize is not None:
         llvm_ir = _mark_sanitized(llvm_ir, sanitize)
-    sources = {"kernel.ll": llvm_ir, **c_sources}
+    sources = {"kernel.ll": llvm_ir, **c_sources, **runtime}
+    extra += runtime_flags
     if _needs_support(llvm_ir):
         sources["pconv_support.c"] = SUPPORT_C
     if weights is not None and weights.symbols:
@@ -245,18 +302,21 @@ def compile_shared_library(
     opt_level: int = 3,
     sanitize: str | None = None,
     weights: WeightsFile | None = None,
+    c_sources: Mapping[str, str] | None = None,
 ) -> Path:
     """Build LLVM IR into shared library `out_path` for `machine` (a `Machine` or its name).
 
     `cpu` overrides the tuning (`-march` on x86-64, `-mcpu` on aarch64; by default the
     machine's: `native` on the host, `cortex-a76` for aarch64). `weights` holds the data of the
-    IR's external constants, linked into the library. A library built with `sanitize` needs
+    IR's external constants, linked into the library. `c_sources` (file name -> C source) are
+    compiled in too (say, the wrappers of `pconv_mlir.runtime.driver.library_source`), and so
+    is the C runtime the code needs (`runtime_sources`). A library built with `sanitize` needs
     the sanitizer's runtime loaded first, so python cannot load it with ctypes. Raises
     `BuildError` with clang's first error line, `OptionError` for an unknown machine or
     sanitizer, or `ToolNotFoundError`.
     """
     flags = [*machine_named(machine).clang_flags(cpu), f"-O{opt_level}", "-fPIC", "-shared"]
-    return _build(llvm_ir, out_path, {}, flags, sanitize, weights)
+    return _build(llvm_ir, out_path, dict(c_sources or {}), flags, sanitize, weights)
 
 
 def compile_executable(
@@ -270,6 +330,7 @@ def compile_executable(
     static: bool = True,
     sanitize: str | None = None,
     weights: WeightsFile | None = None,
+    c_sources: Mapping[str, str] | None = None,
 ) -> Path:
     """Build LLVM IR and the C program `driver_c` (which has `main`) into executable `out_path`.
 
@@ -280,4 +341,5 @@ def compile_executable(
     flags = [*machine_named(machine).clang_flags(cpu), f"-O{opt_level}"]
     if static and sanitize is None:
         flags.append("-static")
-    return _build(llvm_ir, out_path, {"driver.c": driver_c}, flags, sanitize, weights)
+    sources = {**(c_sources or {}), "driver.c": driver_c}
+    return _build(llvm_ir, out_path, sources, flags, sanitize, weights)

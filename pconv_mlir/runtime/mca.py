@@ -47,25 +47,42 @@ def _tool(name: str, args: list[str], input_text: str) -> str:
         raise BuildError(str(e), stderr=e.stderr) from None
 
 
-def _function_lines(asm: str, function: str | None) -> list[str]:
-    """The lines of `function`'s body in clang's assembly (by default, of the only function)."""
-    names = re.findall(r"^([\w.$]+):[^\n]*// @|^([\w.$]+):[^\n]*# @", asm, re.MULTILINE)
-    defined = [a or b for a, b in names]
-    if function is None:
-        if len(defined) != 1:
-            raise ValueError(f"say which function to analyse: found {', '.join(defined) or 'none'}")
-        function = defined[0]
-    lines = asm.splitlines()
+def _outlined(name: str) -> bool:
+    """Whether `name` is a parallel body that LLVM's OpenMP lowering outlined
+    (`conv..omp_par`, `conv..omp_par.1`, ...)."""
+    return "..omp_par" in name
+
+
+def _body(lines: list[str], name: str) -> list[str]:
     start = next(
-        (i for i, line in enumerate(lines) if re.match(rf"^{re.escape(function)}:", line)), None
+        (i for i, line in enumerate(lines) if re.match(rf"^{re.escape(name)}:", line)), None
     )
     if start is None:
-        raise ValueError(f"no function '{function}' in the assembly")
+        raise ValueError(f"no function '{name}' in the assembly")
     body: list[str] = []
     for line in lines[start + 1 :]:
         if line.startswith(".Lfunc_end") or line.startswith(".size"):
             break
         body.append(line)
+    return body
+
+
+def _function_lines(asm: str, function: str | None) -> list[str]:
+    """The lines of `function`'s body in clang's assembly (by default, of the only function),
+    followed by those of its parallel bodies, which the OpenMP lowering outlined into functions
+    of their own (`function..omp_par*`): its loops are there."""
+    names = re.findall(r"^([\w.$]+):[^\n]*// @|^([\w.$]+):[^\n]*# @", asm, re.MULTILINE)
+    defined = [a or b for a, b in names]
+    if function is None:
+        own = [name for name in defined if not _outlined(name)]
+        if len(own) != 1:
+            raise ValueError(f"say which function to analyse: found {', '.join(own) or 'none'}")
+        function = own[0]
+    lines = asm.splitlines()
+    body = _body(lines, function)
+    for name in defined:
+        if name.startswith(f"{function}..omp_par"):
+            body += _body(lines, name)
     return body
 
 

@@ -20,8 +20,14 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+/* Nothing here is exported from a shared library: the generated code binds to these
+ * definitions, never to another libomp (or another pconv library) loaded in the same process.
+ * A library exports `<name>_set_threads` instead (see pconv_mlir.runtime.driver). */
+#pragma GCC visibility push(hidden)
 
 #define PCONV_MAX_THREADS 256
 
@@ -119,6 +125,10 @@ void __kmpc_fork_call(ident_t *loc, int32_t argc, pconv_microtask task, ...) {
   va_start(args, task);
   void *arg = argc > 0 ? va_arg(args, void *) : NULL;
   va_end(args);
+  if (argc > 1) { /* LLVM passes the shared variables as one struct */
+    fprintf(stderr, "pconv_omp: __kmpc_fork_call with %d arguments is not supported\n", argc);
+    abort();
+  }
 
   int team = pconv_get_num_threads();
   pthread_mutex_lock(&pool.lock);
@@ -209,3 +219,5 @@ void __kmpc_for_static_fini(ident_t *loc, int32_t gtid) {
   (void)loc;
   (void)gtid;
 }
+
+#pragma GCC visibility pop

@@ -6,11 +6,17 @@
  *   pconv_layer_seconds(out, n)   copies the first n totals (seconds) to out; returns how many
  *                                 layers have been seen
  *   pconv_layer_reset()           zeroes the totals
+ *
+ * Only those two are exported from a shared library; the generated code binds to its own
+ * pconv_layer_begin/end.
  */
 
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+
+#define PCONV_EXPORT __attribute__((visibility("default")))
+#pragma GCC visibility push(hidden)
 
 #define PCONV_MAX_LAYERS 4096
 
@@ -35,13 +41,15 @@ void pconv_layer_end(int64_t layer) {
   if (layer + 1 > pconv_seen) pconv_seen = layer + 1;
 }
 
-int64_t pconv_layer_seconds(double *out, int64_t n) {
+PCONV_EXPORT int64_t pconv_layer_seconds(double *out, int64_t n) {
   if (n > PCONV_MAX_LAYERS) n = PCONV_MAX_LAYERS;
   if (n > 0) memcpy(out, pconv_totals, (size_t)n * sizeof(double));
   return pconv_seen;
 }
 
-void pconv_layer_reset(void) {
+PCONV_EXPORT void pconv_layer_reset(void) {
   memset(pconv_totals, 0, sizeof pconv_totals);
   pconv_seen = 0;
 }
+
+#pragma GCC visibility pop

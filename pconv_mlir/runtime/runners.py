@@ -176,6 +176,16 @@ class HostRunner(Runner):
         self._library = ctypes.CDLL(str(self.library_path))
         self._functions: dict[str, Any] = {}
 
+    def c_function(self, name: str, restype: Any, argtypes: Sequence[Any]) -> Any:
+        """The library's exported C function `name` as a ctypes function with these types
+        (for entry points outside the signatures: `<name>_set_threads`, the profiler's)."""
+        try:
+            fn = getattr(self._library, name)
+        except AttributeError:
+            raise RunError(f"{self.library_path.name} exports no function {name}") from None
+        fn.restype, fn.argtypes = restype, list(argtypes)
+        return fn
+
     def _function(self, sig: FunctionSignature) -> Any:
         if sig.name not in self._functions:
             fn = getattr(self._library, sig.name)
@@ -344,6 +354,7 @@ def build_runner_from_ir(
     workdir: str | os.PathLike[str] | None = None,
     sanitize: str | None = None,
     weights: WeightsFile | None = None,
+    c_sources: Mapping[str, str] | None = None,
 ) -> Runner:
     """Compile LLVM IR whose functions have `signatures` and load it.
 
@@ -351,8 +362,11 @@ def build_runner_from_ir(
     another machine runs under qemu (`QemuRunner`). With `sanitize="address"` the code must run
     natively: it is linked with the driver under AddressSanitizer and run as an
     `ExecutableRunner` with `ASAN_OPTIONS`. `weights` holds the data of the IR's external
-    constants, linked into the library or executable (the file is not needed afterwards).
-    Files go to `workdir`, else to a temporary directory that `Runner.close()` removes.
+    constants, linked into the library or executable (the file is not needed afterwards);
+    `c_sources` (file name -> C source) are compiled in too. The code's parallel loops run on
+    `PCONV_NUM_THREADS` threads (the environment's; an `ExecutableRunner` passes its `env`),
+    else on the machine's cores. Files go to `workdir`, else to a temporary directory that
+    `Runner.close()` removes.
     """
     spec = _runnable_machine(target, sanitize)
     cleanup = None
@@ -363,7 +377,13 @@ def build_runner_from_ir(
     try:
         if spec.is_host and sanitize is None:
             library = compile_shared_library(
-                llvm_ir, folder / "kernel.so", spec, cpu=cpu, opt_level=opt_level, weights=weights
+                llvm_ir,
+                folder / "kernel.so",
+                spec,
+                cpu=cpu,
+                opt_level=opt_level,
+                weights=weights,
+                c_sources=c_sources,
             )
             return HostRunner(library, signatures, cleanup=cleanup)
         if not spec.is_host:
@@ -377,6 +397,7 @@ def build_runner_from_ir(
             opt_level=opt_level,
             sanitize=sanitize,
             weights=weights,
+            c_sources=c_sources,
         )
         if not spec.is_host:
             return QemuRunner(executable, signatures, cleanup=cleanup)

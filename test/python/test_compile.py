@@ -44,7 +44,7 @@ def test_host_artifact_matches_the_model(model, tmp_path):
         # Every 3x3 conv went through the pconv path; nothing was left as a linalg 3x3 conv.
         assert artifact.mlir.count("vector.fma") > 0
         saved = artifact.save(tmp_path / "out")
-        assert {p.name for p in saved.iterdir()} == {"forward.so", "forward.h", "forward.ll"}
+        assert {p.name for p in saved.iterdir()} == {"libforward.so", "forward.h", "forward.ll"}
         assert "void forward(const float *in0, float *out0);" in (saved / "forward.h").read_text()
     finally:
         artifact.close()

@@ -365,13 +365,13 @@ def test_compiled_model_links_its_weights_without_text(
         saved = artifact.save(tmp_path / "out")
         names = {p.name for p in saved.iterdir()}
         assert names == {
-            "forward.so",
+            "libforward.so",
             "forward.h",
             "forward.ll",
             "forward.weights.bin",
             "forward.weights.s",
         }
-        assert (saved / "forward.so").stat().st_size > artifact.weights.nbytes
+        assert (saved / "libforward.so").stat().st_size > artifact.weights.nbytes
         assert (saved / "forward.weights.bin").read_bytes() == artifact.weights.path.read_bytes()
         assert "external constant" in (saved / "forward.ll").read_text()
     finally:

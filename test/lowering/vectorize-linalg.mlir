@@ -1,0 +1,294 @@
+// RUN: pconv-opt %s --split-input-file -p 'pconv-vectorize-linalg{machine=x86_64}' | filecheck %s
+// RUN: pconv-opt %s --split-input-file -t 'llvm-ir{backend=x86_64}' | filecheck %s --check-prefix=LLVM
+// RUN: not pconv-opt %s -p 'pconv-vectorize-linalg{machine=sparc}' 2>&1 | filecheck %s --check-prefix=BAD
+
+// BAD: error: bad options for 'pconv-vectorize-linalg': unknown machine 'sparc'
+
+// pconv-vectorize-linalg puts each linalg op on tensors that has a vector form in its canonical
+// form, tagged pconv.vectorize = "<kind>" (pconv_mlir.lowering.vectorize_linalg); inputs as
+// torch-mlir emits them, on odd shapes. x86_64: 8 lanes, conv tiles of 6 filters x 16 pixels.
+
+// A 1x1 conv over the whole image is a matmul of the weights and the flattened pixels.
+// CHECK-LABEL: func.func @conv1x1
+// CHECK:         %[[INIT:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> ()>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>]
+// CHECK-SAME:      {pconv.vectorize = "elementwise:4"}
+// CHECK:         %[[W:.*]] = tensor.extract_slice %w[0, 0, 0, 0] [7, 5, 1, 1] [1, 1, 1, 1] : tensor<7x5x1x1xf32> to tensor<7x5xf32>
+// CHECK:         %[[X:.*]] = tensor.collapse_shape %x {{\[}}[0 : i64], [1 : i64], [2 : i64, 3 : i64]] : tensor<1x5x9x11xf32> into tensor<1x5x99xf32>
+// CHECK:         %[[ACC:.*]] = tensor.collapse_shape %[[INIT]] {{.*}} into tensor<1x7x99xf32>
+// CHECK:         %[[Y:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d1, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d3, d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+// CHECK-SAME:      ins(%[[W]], %[[X]] : tensor<7x5xf32>, tensor<1x5x99xf32>) outs(%[[ACC]] : tensor<1x7x99xf32>)
+// CHECK-SAME:      {pconv.vectorize = "conv:1:1"}
+// CHECK:           arith.mulf
+// CHECK-NEXT:      arith.addf
+// CHECK:         tensor.expand_shape %[[Y]] {{.*}} into tensor<1x7x9x11xf32>
+// CHECK-NOT:     linalg.conv_2d_nchw_fchw
+
+// The conv becomes vector FMAs: no scalar multiply is left.
+// LLVM-LABEL: define void @conv1x1(
+// LLVM-NOT:     fmul float
+// LLVM:         call <16 x float> @llvm.fmuladd.v16f32
+// LLVM-NOT:     fmul float
+// LLVM:         ret void
+func.func @conv1x1(%x: tensor<1x5x9x11xf32>, %w: tensor<7x5x1x1xf32>) -> tensor<1x7x9x11xf32> {
+  %zero = arith.constant 0.000000e+00 : f32
+  %e = tensor.empty() : tensor<1x7x9x11xf32>
+  %init = linalg.fill ins(%zero : f32) outs(%e : tensor<1x7x9x11xf32>) -> tensor<1x7x9x11xf32>
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+      ins(%x, %w : tensor<1x5x9x11xf32>, tensor<7x5x1x1xf32>)
+      outs(%init : tensor<1x7x9x11xf32>) -> tensor<1x7x9x11xf32>
+  func.return %y : tensor<1x7x9x11xf32>
+}
+
+// -----
+
+// A 7x7 stride-2 stem: the padded 35x33 input is split into its 2x2 stride phases (padded to
+// 36x34, a transpose of a reshape), then each of the 49 taps reads a unit-stride 15x14 view of
+// one phase, with its own 6x3 weight slice.
+// CHECK-LABEL: func.func @stem
+// CHECK:         %[[P:.*]] = tensor.pad %x low[0, 0, 0, 0] high[0, 0, 1, 1]
+// CHECK:         } : tensor<1x3x35x33xf32> to tensor<1x3x36x34xf32>
+// CHECK:         %[[R:.*]] = tensor.expand_shape %[[P]] {{.*}} output_shape [1, 3, 18, 2, 17, 2]
+// CHECK:         %[[Q:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d3, d2, d5, d4)>, affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2, d3, d4, d5)>]
+// CHECK-SAME:      ins(%[[R]] : tensor<1x3x18x2x17x2xf32>)
+// CHECK-SAME:      {pconv.vectorize = "deinterleave:6"}
+// CHECK:         -> tensor<1x3x2x18x2x17xf32>
+// CHECK:         %[[X0:.*]] = tensor.extract_slice %[[Q]][0, 0, 0, 0, 0, 0] [1, 3, 1, 15, 1, 14] [1, 1, 1, 1, 1, 1] : tensor<1x3x2x18x2x17xf32> to tensor<1x3x15x14xf32>
+// CHECK:         %[[X1:.*]] = tensor.extract_slice %[[Q]][0, 0, 0, 0, 1, 0] [1, 3, 1, 15, 1, 14]
+// CHECK:         %[[X48:.*]] = tensor.extract_slice %[[Q]][0, 0, 0, 3, 0, 3] [1, 3, 1, 15, 1, 14]
+// CHECK:         %[[W0:.*]] = tensor.extract_slice %w[0, 0, 0, 0] [6, 3, 1, 1] [1, 1, 1, 1] : tensor<6x3x7x7xf32> to tensor<6x3xf32>
+// CHECK:         %[[W48:.*]] = tensor.extract_slice %w[0, 0, 6, 6] [6, 3, 1, 1]
+// CHECK:         %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3, d4) -> (d1, d4)>,
+// CHECK-SAME:      affine_map<(d0, d1, d2, d3, d4) -> (d0, d4, d2, d3)>,
+// CHECK-SAME:      affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2, d3)>], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]}
+// CHECK-SAME:      ins(%[[W0]], {{.*}}, %[[W48]], %[[X0]], %[[X1]], {{.*}}, %[[X48]] :
+// CHECK-SAME:      outs(%init : tensor<1x6x15x14xf32>)
+// CHECK-SAME:      {pconv.vectorize = "conv:1:2"}
+// CHECK:           arith.mulf {{.*}} fastmath<contract> : f32
+// CHECK-COUNT-49:  arith.addf {{.*}} fastmath<contract> : f32
+// CHECK-NEXT:      linalg.yield
+// CHECK:         -> tensor<1x6x15x14xf32>
+func.func @stem(%x: tensor<1x3x35x33xf32>, %w: tensor<6x3x7x7xf32>,
+                %init: tensor<1x6x15x14xf32>) -> tensor<1x6x15x14xf32> {
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<2> : vector<2xi64>}
+      ins(%x, %w : tensor<1x3x35x33xf32>, tensor<6x3x7x7xf32>)
+      outs(%init : tensor<1x6x15x14xf32>) -> tensor<1x6x15x14xf32>
+  func.return %y : tensor<1x6x15x14xf32>
+}
+
+// -----
+
+// A grouped conv (2 groups of 2 -> 3 channels) keeps its group dim: (n, g, f, oh, ow, c).
+// CHECK-LABEL: func.func @grouped
+// CHECK:         %[[X0:.*]] = tensor.extract_slice %x[0, 0, 0, 0, 0] [1, 2, 2, 9, 7] [1, 1, 1, 1, 1] : tensor<1x2x2x11x9xf32> to tensor<1x2x2x9x7xf32>
+// CHECK:         %[[X8:.*]] = tensor.extract_slice %x[0, 0, 0, 2, 2] [1, 2, 2, 9, 7]
+// CHECK:         %[[W0:.*]] = tensor.extract_slice %w[0, 0, 0, 0, 0] [2, 3, 2, 1, 1] [1, 1, 1, 1, 1] : tensor<2x3x2x3x3xf32> to tensor<2x3x2xf32>
+// CHECK:         %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3, d4, d5) -> (d1, d2, d5)>,
+// CHECK-SAME:      affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d5, d3, d4)>,
+// CHECK-SAME:      affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2, d3, d4)>], iterator_types = ["parallel", "parallel", "parallel", "parallel", "parallel", "reduction"]}
+// CHECK-SAME:      ins(%[[W0]], {{.*}}, %[[X8]] :
+// CHECK-SAME:      outs(%init : tensor<1x2x3x9x7xf32>)
+// CHECK-SAME:      {pconv.vectorize = "conv:2:2"}
+func.func @grouped(%x: tensor<1x2x2x11x9xf32>, %w: tensor<2x3x2x3x3xf32>,
+                   %init: tensor<1x2x3x9x7xf32>) -> tensor<1x2x3x9x7xf32> {
+  %y = linalg.conv_2d_ngchw_gfchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+      ins(%x, %w : tensor<1x2x2x11x9xf32>, tensor<2x3x2x3x3xf32>)
+      outs(%init : tensor<1x2x3x9x7xf32>) -> tensor<1x2x3x9x7xf32>
+  func.return %y : tensor<1x2x3x9x7xf32>
+}
+
+// -----
+
+// A depthwise conv (the generic torch-mlir emits) is all-parallel: the 9 taps of the input
+// times a per-channel weight, summed into the accumulator.
+// CHECK-LABEL: func.func @depthwise
+// CHECK:         %[[X0:.*]] = tensor.extract_slice %x[0, 0, 0, 0] [1, 6, 9, 7] [1, 1, 1, 1] : tensor<1x6x11x9xf32> to tensor<1x6x9x7xf32>
+// CHECK:         %[[X8:.*]] = tensor.extract_slice %x[0, 0, 2, 2] [1, 6, 9, 7]
+// CHECK:         %[[W0:.*]] = tensor.extract_slice %w[0, 0, 0] [6, 1, 1] [1, 1, 1] : tensor<6x3x3xf32> to tensor<6xf32>
+// CHECK:         %[[W8:.*]] = tensor.extract_slice %w[0, 2, 2] [6, 1, 1]
+// CHECK:         %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>,
+// CHECK-SAME:      affine_map<(d0, d1, d2, d3) -> (d1)>,
+// CHECK-SAME:      iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+// CHECK-SAME:      ins(%[[X0]], {{.*}}, %[[X8]], %[[W0]], {{.*}}, %[[W8]] :
+// CHECK-SAME:      {pconv.vectorize = "window:4"}
+// CHECK-COUNT-9:   arith.addf {{.*}} fastmath<contract> : f32
+// CHECK-NEXT:      linalg.yield
+func.func @depthwise(%x: tensor<1x6x11x9xf32>, %w: tensor<6x3x3xf32>,
+                     %init: tensor<1x6x9x7xf32>) -> tensor<1x6x9x7xf32> {
+  %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d3, d1 + d4, d2 + d5)>,
+                                        affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d4, d5)>,
+                                        affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d3, d1, d2)>],
+                       iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction"]}
+      ins(%x, %w : tensor<1x6x11x9xf32>, tensor<6x3x3xf32>) outs(%init : tensor<1x6x9x7xf32>) {
+  ^bb0(%in: f32, %wt: f32, %acc: f32):
+    %m = arith.mulf %in, %wt : f32
+    %s = arith.addf %acc, %m : f32
+    linalg.yield %s : f32
+  } -> tensor<1x6x9x7xf32>
+  func.return %y : tensor<1x6x9x7xf32>
+}
+
+// -----
+
+// A 3x3 stride-2 max pooling: stride phases, then the maximum of 9 unit-stride views.
+// CHECK-LABEL: func.func @maxpool
+// CHECK:         linalg.generic
+// CHECK-SAME:      ins(%{{.*}} : tensor<1x3x6x2x5x2xf32>) outs(%{{.*}} : tensor<1x3x2x6x2x5xf32>)
+// CHECK-SAME:      {pconv.vectorize = "deinterleave:6"}
+// CHECK-COUNT-9: tensor.extract_slice {{.*}} to tensor<1x3x5x4xf32>
+// CHECK:         %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>,
+// CHECK-SAME:      iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+// CHECK-SAME:      outs(%init : tensor<1x3x5x4xf32>)
+// CHECK-SAME:      {pconv.vectorize = "window:4"}
+// CHECK-COUNT-9:   arith.maximumf
+// CHECK-NEXT:      linalg.yield
+// CHECK-NOT:     linalg.pooling_nchw_max
+// The stride phases' transposes are unrolled vector code: no stack array inside the loops
+// (allocas in a loop grow the stack with the trip count: a large batch overflowed it).
+// LLVM-LABEL: define void @maxpool(
+// LLVM-NOT:     alloca [
+// LLVM:         ret void
+func.func @maxpool(%x: tensor<1x3x11x9xf32>, %init: tensor<1x3x5x4xf32>) -> tensor<1x3x5x4xf32> {
+  %window = tensor.empty() : tensor<3x3xf32>
+  %y = linalg.pooling_nchw_max {dilations = dense<1> : vector<2xi64>, strides = dense<2> : vector<2xi64>}
+      ins(%x, %window : tensor<1x3x11x9xf32>, tensor<3x3xf32>)
+      outs(%init : tensor<1x3x5x4xf32>) -> tensor<1x3x5x4xf32>
+  func.return %y : tensor<1x3x5x4xf32>
+}
+
+// -----
+
+// A linear layer whose K (37) has no vector split: the weights are transposed in 8x8 blocks,
+// then a matmul.
+// CHECK-LABEL: func.func @linear
+// CHECK:         %[[WT:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]}
+// CHECK-SAME:      ins(%w : tensor<11x37xf32>) outs(%{{.*}} : tensor<37x11xf32>)
+// CHECK-SAME:      {pconv.vectorize = "transpose:2"}
+// CHECK:         %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d2, d1)>, affine_map<(d0, d1, d2) -> (d0, d1)>], iterator_types = ["parallel", "parallel", "reduction"]}
+// CHECK-SAME:      ins(%x, %[[WT]] : tensor<2x37xf32>, tensor<37x11xf32>) outs(%init : tensor<2x11xf32>)
+// CHECK-SAME:      {pconv.vectorize = "conv:0:1"}
+// CHECK-NOT:     linalg.transpose
+// CHECK-NOT:     linalg.matmul
+func.func @linear(%x: tensor<2x37xf32>, %w: tensor<11x37xf32>, %init: tensor<2x11xf32>) -> tensor<2x11xf32> {
+  %e = tensor.empty() : tensor<37x11xf32>
+  %wt = linalg.transpose ins(%w : tensor<11x37xf32>) outs(%e : tensor<37x11xf32>) permutation = [1, 0]
+  %y = linalg.matmul ins(%x, %wt : tensor<2x37xf32>, tensor<37x11xf32>)
+      outs(%init : tensor<2x11xf32>) -> tensor<2x11xf32>
+  func.return %y : tensor<2x11xf32>
+}
+
+// -----
+
+// A linear layer whose K (32) splits into 2 x 16: both operands read along K, the weights in
+// place (the transpose is gone), 16 partial sums per output, then their sum.
+// CHECK-LABEL: func.func @linear_dot
+// CHECK:         %[[A:.*]] = tensor.expand_shape %x {{.*}} output_shape [1, 2, 16] : tensor<1x32xf32> into tensor<1x2x16xf32>
+// CHECK:         %[[W:.*]] = tensor.expand_shape %w {{.*}} output_shape [11, 2, 16] : tensor<11x32xf32> into tensor<11x2x16xf32>
+// CHECK:         %[[ZERO:.*]] = linalg.generic
+// CHECK-SAME:      {pconv.vectorize = "elementwise:3"}
+// CHECK:         %[[PART:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d2, d3)>, affine_map<(d0, d1, d2, d3) -> (d1, d2, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>], iterator_types = ["parallel", "parallel", "reduction", "parallel"]}
+// CHECK-SAME:      ins(%[[A]], %[[W]] : tensor<1x2x16xf32>, tensor<11x2x16xf32>) outs(%[[ZERO]] : tensor<1x11x16xf32>)
+// CHECK-SAME:      {pconv.vectorize = "dot"}
+// CHECK:         %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1)>], iterator_types = ["parallel", "parallel", "reduction"]}
+// CHECK-SAME:      ins(%[[PART]] : tensor<1x11x16xf32>) outs(%init : tensor<1x11xf32>)
+// CHECK-SAME:      {pconv.vectorize = "reduction:3:1"}
+// CHECK-NOT:     linalg.transpose
+func.func @linear_dot(%x: tensor<1x32xf32>, %w: tensor<11x32xf32>, %init: tensor<1x11xf32>) -> tensor<1x11xf32> {
+  %e = tensor.empty() : tensor<32x11xf32>
+  %wt = linalg.transpose ins(%w : tensor<11x32xf32>) outs(%e : tensor<32x11xf32>) permutation = [1, 0]
+  %y = linalg.matmul ins(%x, %wt : tensor<1x32xf32>, tensor<32x11xf32>)
+      outs(%init : tensor<1x11xf32>) -> tensor<1x11xf32>
+  func.return %y : tensor<1x11xf32>
+}
+
+// -----
+
+// Element-wise ops: the trailing dims every operand reads whole are collapsed into one.
+// CHECK-LABEL: func.func @relu
+// CHECK:         %[[X:.*]] = tensor.collapse_shape %x {{\[}}[0 : i64, 1 : i64, 2 : i64, 3 : i64]] : tensor<1x3x5x7xf32> into tensor<105xf32>
+// CHECK:         %[[R:.*]] = linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]}
+// CHECK-SAME:      ins(%[[X]] : tensor<105xf32>)
+// CHECK-SAME:      {pconv.vectorize = "elementwise:1"}
+// CHECK:           arith.cmpf ugt
+// CHECK-NEXT:      arith.select
+// CHECK:         %y = tensor.expand_shape %[[R]] {{.*}} into tensor<1x3x5x7xf32>
+func.func @relu(%x: tensor<1x3x5x7xf32>) -> tensor<1x3x5x7xf32> {
+  %zero = arith.constant 0.000000e+00 : f32
+  %e = tensor.empty() : tensor<1x3x5x7xf32>
+  %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>,
+                                        affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>],
+                       iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%x : tensor<1x3x5x7xf32>) outs(%e : tensor<1x3x5x7xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %c = arith.cmpf ugt, %in, %zero : f32
+    %s = arith.select %c, %in, %zero : f32
+    linalg.yield %s : f32
+  } -> tensor<1x3x5x7xf32>
+  func.return %y : tensor<1x3x5x7xf32>
+}
+
+// -----
+
+// A bias add reads the channel dim only: the pixels are collapsed, the channels are not.
+// CHECK-LABEL: func.func @bias_add
+// CHECK:         %[[X:.*]] = tensor.collapse_shape %x {{\[}}[0 : i64], [1 : i64], [2 : i64, 3 : i64]] : tensor<1x5x3x7xf32> into tensor<1x5x21xf32>
+// CHECK:         linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d1)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel"]}
+// CHECK-SAME:      ins(%[[X]], %b : tensor<1x5x21xf32>, tensor<5xf32>)
+// CHECK-SAME:      {pconv.vectorize = "elementwise:3"}
+func.func @bias_add(%x: tensor<1x5x3x7xf32>, %b: tensor<5xf32>) -> tensor<1x5x3x7xf32> {
+  %e = tensor.empty() : tensor<1x5x3x7xf32>
+  %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>,
+                                        affine_map<(d0, d1, d2, d3) -> (d1)>,
+                                        affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>],
+                       iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%x, %b : tensor<1x5x3x7xf32>, tensor<5xf32>) outs(%e : tensor<1x5x3x7xf32>) {
+  ^bb0(%in: f32, %bias: f32, %out: f32):
+    %s = arith.addf %in, %bias : f32
+    linalg.yield %s : f32
+  } -> tensor<1x5x3x7xf32>
+  func.return %y : tensor<1x5x3x7xf32>
+}
+
+// -----
+
+// Global average pooling's sum over the 7x9 pixels is tagged as it is.
+// CHECK-LABEL: func.func @global_avgpool
+// CHECK:         %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, 0, 0)>], iterator_types = ["parallel", "parallel", "reduction", "reduction"]}
+// CHECK-SAME:      ins(%x : tensor<1x5x7x9xf32>) outs(%init : tensor<1x5x1x1xf32>)
+// CHECK-SAME:      {pconv.vectorize = "reduction:4:2"}
+func.func @global_avgpool(%x: tensor<1x5x7x9xf32>, %init: tensor<1x5x1x1xf32>) -> tensor<1x5x1x1xf32> {
+  %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>,
+                                        affine_map<(d0, d1, d2, d3) -> (d0, d1, 0, 0)>],
+                       iterator_types = ["parallel", "parallel", "reduction", "reduction"]}
+      ins(%x : tensor<1x5x7x9xf32>) outs(%init : tensor<1x5x1x1xf32>) {
+  ^bb0(%in: f32, %acc: f32):
+    %s = arith.addf %in, %acc : f32
+    linalg.yield %s : f32
+  } -> tensor<1x5x1x1xf32>
+  func.return %y : tensor<1x5x1x1xf32>
+}
+
+// -----
+
+// Left alone: linalg on buffers (the forms are built on tensors), and a generic with no vector
+// form (a 3-D permutation).
+// CHECK-LABEL: func.func @left_alone
+// CHECK-NEXT:    linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+// CHECK-SAME:      ins(%x, %w : memref<1x2x6x6xf32>, memref<3x2x3x3xf32>) outs(%y : memref<1x3x4x4xf32>){{$}}
+// CHECK-NEXT:    tensor.empty
+// CHECK-NEXT:    linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d2, d0, d1)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel"]}
+// CHECK-SAME:      ins(%t : tensor<7x3x5xf32>) outs(%e : tensor<3x5x7xf32>) {{{$}}
+// CHECK-NOT:     pconv.vectorize
+func.func @left_alone(%x: memref<1x2x6x6xf32>, %w: memref<3x2x3x3xf32>, %y: memref<1x3x4x4xf32>,
+                      %t: tensor<7x3x5xf32>) -> tensor<3x5x7xf32> {
+  linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+      ins(%x, %w : memref<1x2x6x6xf32>, memref<3x2x3x3xf32>) outs(%y : memref<1x3x4x4xf32>)
+  %e = tensor.empty() : tensor<3x5x7xf32>
+  %p = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d2, d0, d1)>,
+                                        affine_map<(d0, d1, d2) -> (d0, d1, d2)>],
+                       iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%t : tensor<7x3x5xf32>) outs(%e : tensor<3x5x7xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    linalg.yield %in : f32
+  } -> tensor<3x5x7xf32>
+  func.return %p : tensor<3x5x7xf32>
+}
