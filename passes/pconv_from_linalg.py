@@ -435,6 +435,7 @@ class PconvFromLinalgPass(ModulePass):
         ]
         if not matches:
             return
+        _one_claim_per_epilogue(matches)
         if self.mode == "infer":
             layers = infer_layers(matches, self.taps, self.dense)
         else:
@@ -442,6 +443,18 @@ class PconvFromLinalgPass(ModulePass):
         for m, layer in zip(matches, layers, strict=True):
             if layer is not None:
                 _rewrite(m, layer)
+
+
+def _one_claim_per_epilogue(matches: list[_Match]) -> None:
+    """Give each residual add (and the activation after it) to the first conv that claims it.
+
+    Both convs of a ResNet downsampling block feed the same add, and each is its add's sole
+    operand producer: the later conv keeps only its own result (no epilogue)."""
+    claimed: set[Operation] = set()
+    for m in matches:
+        if any(op in claimed for op in m.epilogue):
+            m.epilogue, m.residual, m.relu, m.relu6 = [], None, False, False
+        claimed.update(m.epilogue)
 
 
 def _rewrite(m: _Match, layer: _Layer) -> None:

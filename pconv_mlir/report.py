@@ -148,6 +148,8 @@ def _linalg_row(number: int, op: Operation, lowering: Callable[[Operation], str]
     macs = work if kind in ("depthwise", "linear", "other") else 0
     weight_bytes = 0
     for value in getattr(op, "inputs", ()):
+        if isinstance(value.owner, linalg.TransposeOp):  # a linear layer's weight, transposed
+            value = value.owner.inputs[0]
         if _readable(value):
             array = constant_value(None, value, copy=False)
             if array is not None and array.size > 1:

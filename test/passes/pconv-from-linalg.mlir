@@ -61,3 +61,12 @@
 // EPILOGUE:         %[[B:.*]] = pconv.conv2d %[[A]], %{{.*}}, %{{.*}} residual %arg0 : tensor<1x4x5x5xf32> patterns <{{\[}}[0]], taps = 1, window = [1, 1]> {{.*}} relu :
 // EPILOGUE-NOT:     linalg.generic
 // EPILOGUE:         func.return %[[B]]
+
+// Two convs meet in one residual add + ReLU (a ResNet downsampling block): the add and the
+// ReLU fold into one of them, the shortcut conv stays a plain layer.
+// RUN: pconv-opt %S/inputs/downsample.mlir -p pconv-from-linalg | filecheck %s --check-prefix=DOWN
+// DOWN:      %[[PRE:.*]] = pconv.conv2d %arg0, {{.*}} strides [2, 2] padding [1, 1] dilation [1, 1] :
+// DOWN-NEXT: %[[SHORT:.*]] = pconv.conv2d %arg0, {{.*}} strides [2, 2] padding [0, 0] dilation [1, 1] :
+// DOWN-NEXT: %[[OUT:.*]] = pconv.conv2d %[[PRE]], {{.*}} residual %[[SHORT]] : {{.*}} relu :
+// DOWN-NEXT: func.return %[[OUT]]
+// DOWN-NOT:  linalg.generic

@@ -58,6 +58,34 @@ def test_infer_mode_matches_torch(batch):
     np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
+class Downsample(nn.Module):
+    """A ResNet downsampling block's tail: two convs whose results meet in one add + ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(5, 6, 1)
+        self.shortcut = nn.Conv2d(3, 6, 1, stride=2)
+        self.pre = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(self.pre(x)) + self.shortcut(x))
+
+
+def test_an_add_of_two_convs_folds_into_one_of_them():
+    """Both convs are the sole producers of the add's operands: one conv takes the add and
+    the ReLU, the other stays a plain layer (folding both crashed on ResNet-50)."""
+    torch.manual_seed(2)
+    model = Downsample().eval()
+    x = torch.randn(2, 3, 11, 9)
+    module, ctx = rewrite(model, x, "pconv-from-linalg")
+    convs = [op for op in module.walk() if isinstance(op, Conv2dOp)]
+    assert len(convs) == 3
+    assert sum(op.residual is not None for op in convs) == 1
+    assert sum(op.relu is not None for op in convs) == 1
+    (got,) = run_function(module, "main", x.numpy(), ctx=ctx)
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_project_mode_is_prune_model():
     """The one-shot projection of the pass is `pruning.prune_model` with the same settings."""
     model = strided_cnn()
