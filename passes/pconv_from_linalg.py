@@ -23,7 +23,11 @@ Which pattern set each conv gets:
   layer such as the usual unpruned first one, and every other window) is a dense layer: the
   one full mask of its window. In both, an all-zero kernel is a removed one (-1), so
   connectivity pruning is exploited in dense and 1x1 layers too. `taps=9` makes every 3x3
-  layer dense; `dense=false` leaves the convs that are not pattern layers as linalg.
+  layer dense; `dense=false` leaves the convs that are not pattern layers as linalg;
+  `pointwise=false` leaves the 1x1 convs that keep every kernel as linalg (`compile` does: the
+  upstream vectorisation of `pconv_mlir.lowering.vectorize_linalg` runs them as a matrix
+  product, measured 10x faster than the one-tap pconv layer; a 1x1 conv with removed kernels
+  stays a pconv layer, which skips them).
 - `mode=project` with `patterns=K connectivity=R`: one-shot pruning for demos and models not
   trained with ADMM: the K most frequent best-fit patterns over all 3x3 convs, every kernel
   projected onto its best pattern, then 1 kernel in R kept per layer by L2 norm (the first 3x3
@@ -415,6 +419,7 @@ class PconvFromLinalgPass(ModulePass):
     taps: int = 4
     skip_first: bool = True
     dense: bool = True
+    pointwise: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("infer", "project"):
@@ -440,6 +445,10 @@ class PconvFromLinalgPass(ModulePass):
             layers = infer_layers(matches, self.taps, self.dense)
         else:
             layers = project_layers(matches, self.patterns, self.connectivity, self.skip_first)
+        if not self.pointwise:  # 1x1 convs that keep every kernel stay for upstream vectors
+            for i, (m, layer) in enumerate(zip(matches, layers, strict=True)):
+                if m.window == (1, 1) and layer is not None and bool((layer.ids >= 0).all()):
+                    layers[i] = None
         for m, layer in zip(matches, layers, strict=True):
             if layer is not None:
                 _rewrite(m, layer)

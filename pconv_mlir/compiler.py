@@ -199,10 +199,15 @@ class CompileOptions:
 
         if self.mode == "project":
             front = PconvFromLinalgPass(
-                mode="project", patterns=self.patterns, connectivity=float(self.connectivity)
+                mode="project",
+                patterns=self.patterns,
+                connectivity=float(self.connectivity),
+                pointwise=False,
             )
         else:
-            front = PconvFromLinalgPass(taps=9 if self.mode == "dense" else self.taps)
+            front = PconvFromLinalgPass(
+                taps=9 if self.mode == "dense" else self.taps, pointwise=False
+            )
         schedule = backend.schedule_defaults() | dict(self.schedule)
         passes: list[ModulePass] = [
             front,

@@ -126,8 +126,10 @@ def _kind(op: Operation) -> str:
         return "pool"
     if "matmul" in name:
         return "linear"
-    if "conv" in name:
-        return "other"
+    if "conv" in name:  # left for upstream vectorisation: 1x1 convs that keep every kernel
+        weight = getattr(op, "inputs", ())[1:2]
+        window = tuple(weight[0].type.get_shape()[2:]) if weight else ()
+        return "1x1" if window == (1, 1) else "other"
     if not isinstance(op, linalg.GenericOp):
         return "elementwise"
     if not any(it.data.value == "reduction" for it in op.iterator_types):
@@ -145,7 +147,7 @@ def _linalg_row(number: int, op: Operation, lowering: Callable[[Operation], str]
     work = prod(loops) if loops else 0
     kind = _kind(op)
     name = op.name
-    macs = work if kind in ("depthwise", "linear", "other") else 0
+    macs = work if kind in ("depthwise", "linear", "other", "1x1") else 0
     weight_bytes = 0
     for value in getattr(op, "inputs", ()):
         if isinstance(value.owner, linalg.TransposeOp):  # a linear layer's weight, transposed

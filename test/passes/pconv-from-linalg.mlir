@@ -70,3 +70,9 @@
 // DOWN-NEXT: %[[OUT:.*]] = pconv.conv2d %[[PRE]], {{.*}} residual %[[SHORT]] : {{.*}} relu :
 // DOWN-NEXT: func.return %[[OUT]]
 // DOWN-NOT:  linalg.generic
+
+// pointwise=false: the 1x1 convs that keep every kernel stay linalg (upstream vectorises them).
+// RUN: pconv-opt %S/inputs/downsample.mlir -p 'pconv-from-linalg{pointwise=false}' | filecheck %s --check-prefix=POINT
+// POINT-COUNT-1: pconv.conv2d
+// POINT-COUNT-2: linalg.conv_2d_nchw_fchw
+// POINT-NOT:     pconv.conv2d

@@ -86,6 +86,22 @@ def test_an_add_of_two_convs_folds_into_one_of_them():
     np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_pointwise_false_leaves_only_the_1x1_convs_that_keep_every_kernel():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 5, 1)).eval()
+    with torch.no_grad():
+        model[2].weight[1, 2] = 0  # one kernel of the second conv removed
+    x = torch.randn(1, 3, 5, 7)
+    module, ctx = rewrite(model, x, "pconv-from-linalg{pointwise=false}")
+    convs = [op for op in module.walk() if isinstance(op, Conv2dOp)]
+    assert len(convs) == 1 and convs[0].weight.type.get_shape() == (5, 4, 1, 1)
+    assert sum(op.name == "linalg.conv_2d_nchw_fchw" for op in module.walk()) == 1
+    (got,) = run_function(module, "main", x.numpy(), ctx=ctx)
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+    module, _ = rewrite(model, x, "pconv-from-linalg")
+    assert sum(isinstance(op, Conv2dOp) for op in module.walk()) == 2
+
+
 def test_project_mode_is_prune_model():
     """The one-shot projection of the pass is `pruning.prune_model` with the same settings."""
     model = strided_cnn()
