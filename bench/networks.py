@@ -28,7 +28,6 @@ import argparse
 import ctypes
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -42,28 +41,6 @@ import numpy as np
 MODELS = ("vgg16", "resnet50", "mobilenet_v2")
 VARIANTS = ("pruned", "dense")
 BEGIN, END = "<!-- networks: begin -->", "<!-- networks: end -->"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def vector_isa() -> str:
-    try:
-        flags = next(
-            line
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("flags")
-        ).split()
-    except (OSError, StopIteration):
-        return "?"
-    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
 
 
 def build_model(name: str, variant: str, size: int, seed: int):
@@ -267,8 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     import torch
 
+    from pconv_mlir.backends import get_backend
+
     header = (
-        f"Whole networks, {args.size}x{args.size}, batch 1: {cpu_model()} ({vector_isa()}), "
+        f"Whole networks, {args.size}x{args.size}, batch 1: {get_backend('host').describe()}, "
         f"{cores} cores; PyTorch {torch.__version__}; median of {args.repeats} calls, pconv "
         "and PyTorch interleaved in one process; `torch/pconv` > 1 means pconv is faster."
     )

@@ -26,6 +26,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -180,12 +181,17 @@ _USER_FRAME = re.compile(r'File "([^"]+)", line (\d+), in ')
 _FILE_LOC = re.compile(r'"([^"]+)":(\d+):\d+')
 
 
-def _user_frames(frames: list[tuple[str, str]]) -> list[tuple[str, int]]:
-    """The (file, line) frames that are the user's code, not torch's own modules."""
+@cache
+def _torch_sources() -> tuple[str, ...]:
+    """Prefixes of the files that are torch's own code, not the user's."""
     import torch
 
-    inside = (os.path.dirname(torch.__file__) + os.sep, "<eval_with_key>")
-    return [(f, int(line)) for f, line in frames if not f.startswith(inside)]
+    return (os.path.dirname(torch.__file__) + os.sep, "<eval_with_key>")
+
+
+def _user_frames(frames: list[tuple[str, str]]) -> list[tuple[str, int]]:
+    """The (file, line) frames that are the user's code, not torch's own modules."""
+    return [(f, int(line)) for f, line in frames if not f.startswith(_torch_sources())]
 
 
 def _node_origins(program: Any) -> dict[tuple[str, int], str]:

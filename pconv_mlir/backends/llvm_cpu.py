@@ -85,11 +85,9 @@ class LlvmCpuBackend(Backend):
     def write_weights(self, module: ModuleOp, ctx: Context, path: Path) -> WeightsFile | None:
         """Write the data of `module`'s external constants (from `ctx`) to the binary file
         `path`, for `build` and `save`; None (and no file) when it has none."""
-        from pconv_mlir.lowering.externalize_constants import external_constants
-        from pconv_mlir.runtime.build import WeightsFile
+        from pconv_mlir.runtime.build import write_weights
 
-        constants = external_constants(module, ctx)
-        return WeightsFile.write(path, constants) if constants else None
+        return write_weights(module, ctx, path)
 
     def build(
         self,

@@ -52,8 +52,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
 
 from pconv_mlir.errors import BuildError, OptionError, ToolFailedError
+from pconv_mlir.lowering.externalize_constants import external_constants
 from pconv_mlir.machine import Machine
 from pconv_mlir.machine import machine as machine_named
 from pconv_mlir.toolchain import run_tool
@@ -67,6 +70,7 @@ __all__ = [
     "compile_shared_library",
     "runtime_sources",
     "sanitize_flags",
+    "write_weights",
 ]
 
 SUPPORT_C = r"""
@@ -177,6 +181,15 @@ class WeightsFile:
         """The same weights in a copy of the file at `path`."""
         shutil.copyfile(self.path, path)
         return WeightsFile(Path(path), self.symbols)
+
+
+def write_weights(
+    module: ModuleOp, ctx: Context, path: str | os.PathLike[str]
+) -> WeightsFile | None:
+    """The data of `module`'s external constants (`pconv-externalize-constants`), read from
+    `ctx`, written to the binary file `path`; None (and no file) when it has none."""
+    constants = external_constants(module, ctx)
+    return WeightsFile.write(path, constants) if constants else None
 
 
 SANITIZERS = ("address",)

@@ -44,7 +44,6 @@ from xdsl.dialects.builtin import ModuleOp
 from pconv_mlir.elements import SCALARS
 from pconv_mlir.errors import OptionError, RunError, first_error_line
 from pconv_mlir.ir import default_context
-from pconv_mlir.lowering.externalize_constants import external_constants
 from pconv_mlir.lowering.llvm import (
     ArgSpec,
     FunctionSignature,
@@ -58,6 +57,7 @@ from pconv_mlir.runtime.build import (
     compile_executable,
     compile_shared_library,
     sanitize_flags,
+    write_weights,
 )
 from pconv_mlir.runtime.driver import generate_driver, rename_reserved
 from pconv_mlir.toolchain import AARCH64_SYSROOT, find_tool
@@ -329,9 +329,8 @@ def build_runner(
     _runnable_machine(target, sanitize)  # bad options fail before the module is lowered
     signatures = function_signatures(module)
     llvm_ir = lower_to_llvm_ir(module, ctx, target, opt_level=opt_level)
-    constants = external_constants(module, default_context() if ctx is None else ctx)
     with tempfile.TemporaryDirectory(prefix="pconv-weights-") as tmp:  # linked in: then unused
-        weights = WeightsFile.write(Path(tmp) / "weights.bin", constants) if constants else None
+        weights = write_weights(module, default_context() if ctx is None else ctx, tmp + "/w.bin")
         return build_runner_from_ir(
             llvm_ir,
             signatures,
