@@ -363,7 +363,6 @@ class CompiledModel:
 
     def _profiled_runner(self) -> Any:
         """The profiled build (see `profile`), built on the first call."""
-        from pconv_mlir.lowering.llvm import function_signatures
         from pconv_mlir.passes.pconv_profile_layers import PconvProfileLayersPass
         from pconv_mlir.runtime.runners import HostRunner
 
@@ -375,23 +374,11 @@ class CompiledModel:
                 "emulation, whose times mean nothing: compile for target='host'"
             )
         module, ctx = self._profile_source
-        Pipeline([PconvProfileLayersPass(), *self.backend.lowering(lre=self.options.lre)]).run(
-            module, ctx
-        )
+        Pipeline([PconvProfileLayersPass()]).run(module, ctx)
         folder = self.workdir / "profiled"
         folder.mkdir(parents=True, exist_ok=True)
-        with using_storage(ctx):
-            text = self.backend.emit(module, ctx, opt_level=self.options.opt_level)
-            signature = function_signatures(module)[self.name]
-        weights = self.backend.write_weights(module, ctx, folder / "weights.bin")
-        runner = self.backend.build(
-            text,
-            {self.name: signature},
-            folder,
-            opt_level=self.options.opt_level,
-            weights=weights,
-            name=self.name,
-            threads=self.options.threads,
+        _text, _signature, _weights, runner = _lower_and_build(
+            self.backend, self.options, module, ctx, folder
         )
         if not isinstance(runner, HostRunner):  # not reached: only host builds keep a source
             runner.close()
@@ -549,7 +536,6 @@ def compile(
     parameters. A module passed in is changed in place; text and torch models are compiled
     in a context of their own, so compiling twice gives the same `mlir`.
     """
-    from pconv_mlir.lowering.llvm import function_signatures
 
     opts = CompileOptions.from_keywords(options)
     if not isinstance(target, str):
@@ -581,28 +567,16 @@ def compile(
     # The profiled build starts from here, when `profile` is first called (host code only).
     runs_here = getattr(getattr(backend, "machine", None), "is_host", False)
     profile_source = (module.clone(), ctx) if runs_here else None
-    Pipeline(backend.lowering(lre=opts.lre)).run(module, ctx)
-    mlir_text = print_module(module, ctx, elide_resources_over=INLINE_LIMIT)
-    with using_storage(ctx):
-        text = backend.emit(module, ctx, opt_level=opts.opt_level)
-        signature = function_signatures(module)[opts.name]
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="pconv-compile-")
         workdir = tmp.name
     try:
         Path(workdir).mkdir(parents=True, exist_ok=True)
-        weights = backend.write_weights(module, ctx, Path(workdir) / "weights.bin")
-        del module, ctx  # the weights are in the file now (and in `profile_source`'s context)
-        runner = backend.build(
-            text,
-            {opts.name: signature},
-            Path(workdir),
-            opt_level=opts.opt_level,
-            weights=weights,
-            name=opts.name,
-            threads=opts.threads,
+        text, signature, weights, runner = _lower_and_build(
+            backend, opts, module, ctx, Path(workdir)
         )
+        mlir_text = print_module(module, ctx, elide_resources_over=INLINE_LIMIT)
         _set_threads(runner, opts.name, opts.thread_count)
     except BaseException:
         if tmp is not None:
@@ -623,6 +597,30 @@ def compile(
         _profile_source=profile_source,
         _tmp=tmp,
     )
+
+
+def _lower_and_build(
+    backend: Backend, opts: CompileOptions, module: ModuleOp, ctx: Context, folder: Path
+) -> tuple[str, Any, Any, Any]:
+    """`module` (at the FKW level) through the backend's lowering, emitted, its weights written
+    to `folder` and built there: (code, signature of `opts.name`, weights file, runner)."""
+    from pconv_mlir.lowering.llvm import function_signatures
+
+    Pipeline(backend.lowering(lre=opts.lre)).run(module, ctx)
+    with using_storage(ctx):
+        text = backend.emit(module, ctx, opt_level=opts.opt_level)
+        signature = function_signatures(module)[opts.name]
+    weights = backend.write_weights(module, ctx, folder / "weights.bin")
+    runner = backend.build(
+        text,
+        {opts.name: signature},
+        folder,
+        opt_level=opts.opt_level,
+        weights=weights,
+        name=opts.name,
+        threads=opts.threads,
+    )
+    return text, signature, weights, runner
 
 
 def _lowering_of(op: Any) -> str:
