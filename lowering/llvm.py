@@ -304,11 +304,13 @@ def llvm_pipeline(
     upstream tiling made); canonicalize (always: it inlines the `memref.alloca_scope` that
     wraps each parallel body, which `convert-scf-to-cf` cannot split into blocks), and with
     `opt_level` >= 1 cse and loop-invariant code motion; scf to cf; then every dialect to llvm,
-    with bare pointers for memrefs at function boundaries, the `omp` ops last (after func and
-    cf). `mlir-translate-22` then outlines each parallel body and calls the libomp ABI
-    (`__kmpc_fork_call`, ...), which `pconv_mlir/runtime/pconv_omp.c` implements; the builders
-    link it in. Passes with nothing to do (bufferization on a memref-only module, the OpenMP
-    conversion without `scf.parallel`) leave the module as it is.
+    with bare pointers for memrefs at function boundaries, heap buffers through MLIR's generic
+    allocation functions (`_mlir_memref_to_llvm_alloc/free`: `pconv_mlir/runtime/pconv_alloc.c`
+    keeps freed buffers for the next call), the `omp` ops last (after func and cf).
+    `mlir-translate-22` then outlines each parallel body and calls the libomp ABI
+    (`__kmpc_fork_call`, ...), which `pconv_mlir/runtime/pconv_omp.c` implements; the builders link
+    it in. Passes with nothing to do (bufferization on a memref-only module, the OpenMP conversion
+    without `scf.parallel`) leave the module as it is.
 
     With `threads=False` the parallel loops stay sequential loops (no `omp` ops in the result:
     what xDSL can read back, see `pconv-lower-to-llvm`).
@@ -353,7 +355,9 @@ def llvm_pipeline(
         "convert-vector-to-llvm",
         "convert-arith-to-llvm",
         "convert-index-to-llvm",
-        "finalize-memref-to-llvm",
+        # Heap buffers through `_mlir_memref_to_llvm_alloc/free`, which the runtime's
+        # pconv_alloc.c implements with reuse: no page faults after the first call.
+        "finalize-memref-to-llvm{use-generic-functions}",
         "convert-func-to-llvm{use-bare-ptr-memref-call-conv}",
         "convert-cf-to-llvm",
         *(["convert-openmp-to-llvm"] if threads else []),

@@ -140,8 +140,8 @@ class LlvmCpuBackend(Backend):
         header), `<name>.ll` (the generated code), and with `weights`, `<name>.weights.bin` (the
         raw bytes of the external constants) and `<name>.weights.s` (the assembly stub that
         `.incbin`s them by that relative name). To build a library of your own from `<name>.ll`
-        and the stub, add `pconv_omp.c` (and `pconv_profile.c` for a profiled build) from
-        `pconv_mlir/runtime` when the IR calls them."""
+        and the stub, add `pconv_alloc.c`, `pconv_omp.c` (and `pconv_profile.c` for a profiled
+        build) from `pconv_mlir/runtime` when the IR calls them."""
         from pconv_mlir.runtime.build import compile_shared_library
         from pconv_mlir.runtime.driver import library_header, library_source
 

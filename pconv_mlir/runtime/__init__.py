@@ -6,7 +6,8 @@ One job per module; import from the module (nothing is re-exported here):
   `compile_shared_library`, `compile_executable` (with a C driver; static for qemu), both with
   an optional `sanitize="address"`; `SUPPORT_C`, the C support code (`memrefCopy`) compiled in
   when the IR needs it, and so are the C runtime files of this package (`runtime_sources`):
-  `pconv_omp.c`, the libomp ABI that the parallel loops call, on a pthread pool, and
+  `pconv_omp.c`, the libomp ABI that the parallel loops call, on a pthread pool,
+  `pconv_alloc.c`, the heap functions of `memref.alloc` that reuse freed buffers, and
   `pconv_profile.c`, the layer timer of `pconv-profile-layers`. Failures raise
   `pconv_mlir.errors.BuildError`.
 - `pconv_mlir.runtime.driver`: the C side of the bare-pointer ABI, typed from

@@ -31,9 +31,11 @@ Threads and profiling: parallel loops reach LLVM IR as calls to the libomp ABI
 (`__kmpc_fork_call`, ...; see `pconv_mlir.lowering.llvm.llvm_pipeline`), and
 `pconv-profile-layers` adds calls to `pconv_layer_begin/end`. The builders compile in the
 package's own C runtime for them when the IR (or a C source given) refers to them:
-`pconv_omp.c` (a thread pool behind that ABI; with `-pthread`) and `pconv_profile.c` (the layer
-timer). Their symbols are hidden, so a library exports only what the generated code and its
-wrappers define. A `__kmpc_` function that `pconv_omp.c` does not implement is a `BuildError`.
+`pconv_omp.c` (a thread pool behind that ABI; with `-pthread`), `pconv_profile.c` (the layer
+timer) and `pconv_alloc.c` (the heap functions every `memref.alloc` calls, which keep freed
+activation buffers for the next call instead of returning them to the kernel). Their symbols are
+hidden, so a library exports only what the generated code and its wrappers define. A `__kmpc_`
+function that `pconv_omp.c` does not implement is a `BuildError`.
 
 A failed build raises `pconv_mlir.errors.BuildError` whose message is clang's first error line;
 the output file appears only when the build succeeded.
@@ -223,6 +225,8 @@ OMP_FUNCTIONS = frozenset(
 
 _OMP_CALL = re.compile(r"@(__kmpc_\w+)")
 _THREADS_USE = re.compile(r"\b(__kmpc_\w+|pconv_set_num_threads|pconv_get_num_threads)\b")
+_ALLOC_USE = re.compile(r"\b_mlir_memref_to_llvm_(alloc|aligned_alloc|free)\b")
+"""The heap functions of `finalize-memref-to-llvm{use-generic-functions}` (`pconv_alloc.c`)."""
 _PROFILE_USE = re.compile(r"\bpconv_layer_(begin|end|seconds|reset)\b")
 
 
@@ -248,6 +252,8 @@ def runtime_sources(
     if any(_THREADS_USE.search(text) for text in texts):
         sources["pconv_omp.c"] = _runtime_file("pconv_omp.c")
         flags.append("-pthread")
+    if any(_ALLOC_USE.search(text) for text in texts):
+        sources["pconv_alloc.c"] = _runtime_file("pconv_alloc.c")
     if any(_PROFILE_USE.search(text) for text in texts):
         sources["pconv_profile.c"] = _runtime_file("pconv_profile.c")
     return sources, flags
