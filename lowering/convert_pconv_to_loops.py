@@ -16,10 +16,11 @@ filter group, pattern, kernel: an input tile stays in cache across all filters.
 
 Generated code, in outline (K patterns; OH', OW' the output rounded up to whole tiles):
 
-    xp = alloc(N * s_n) filled with 0         // flat, zero-padded, stride-phase split input:
-    for n, c, iy, ix:                         // element (n, c, y, q, j), padded pixel
-      xp[n*s_n + c*s_c + (iy + ph)*s_y        //   (y, j * sw + q), is at
-         + q*s_q + j] = x[n, c, iy, ix]       //   n*s_n + c*s_c + y*s_y + q*s_q + j, with
+    xp = alloc(N * s_n)                       // flat, zero-padded, stride-phase split input:
+    parallel n, c: zero the padding;          // (stride 1: rows copied in vectors)
+      for iy, ix:                             // element (n, c, y, q, j), padded pixel
+        xp[n*s_n + c*s_c + (iy + ph)*s_y      //   (y, j * sw + q), is at
+           + q*s_q + j] = x[n, c, iy, ix]     //   n*s_n + c*s_c + y*s_y + q*s_q + j, with
                                               //   q = (ix + pw) % sw, j = (ix + pw) / sw
     for n, for oh0 in 0..OH' step R, for ow0 in 0..OW' step U*V:
       tile = n*s_n + oh0*sh*s_y + ow0
@@ -44,9 +45,11 @@ where act is max(., 0) (relu) or min(max(., 0), 6) (relu6), and tap t of the pat
 (dr_t, dc_t) in the KH x KW window (the pattern set's) and its padded column
 offset dc_t*dw is j_t * sw + q_t. Each (row, tap) gets its own `vector.load` at the kernel's
 base plus a constant; `pconv-lre` then removes the loads that several taps and rows share.
-Tiles past the output edge write to a scratch output of OH' x OW' that is copied back. The
-result is a tensor again (`bufferization.to_tensor`), so the rest of the program and the
-upstream bufferization see a value-semantics function.
+Tiles past the output edge write to a scratch output of OH' x OW'; each parallel iteration
+copies its rows that are in the output back, in vectors, while they are in cache (and copies the
+residual's rows in before its tiles start, when there is one). The result is a tensor again
+(`bufferization.to_tensor`), so the rest of the program and the upstream bufferization see a
+value-semantics function.
 
     %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight, %b ...
   becomes
@@ -74,7 +77,6 @@ from xdsl.dialects.builtin import (
     TensorType,
     VectorType,
 )
-from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -279,7 +281,9 @@ class FkwConvEmitter:
     weight: SSAValue
     bias: SSAValue | None
     xp: SSAValue
+    out: SSAValue
     target: SSAValue
+    residual: SSAValue | None
     zero: SSAValue
     one: SSAValue
     zero_f: SSAValue
@@ -311,49 +315,89 @@ class FkwConvEmitter:
         self.xp = self.pad_input(x)
         shape = [geo.n, geo.f, geo.oh, geo.ow]
         tiled = [geo.n, geo.f, geo.oh_tiled, geo.ow_tiled]
-        out = memref.AllocOp.get(f32, shape=shape).memref
-        self.target = out if geo.exact else memref.AllocOp.get(f32, shape=tiled).memref
-        if op.residual is not None:
-            self.start_from_residual(_to_buffer(op.residual), shape, tiled)
+        self.out = memref.AllocOp.get(f32, shape=shape).memref
+        self.target = self.out if geo.exact else memref.AllocOp.get(f32, shape=tiled).memref
+        self.residual = _to_buffer(op.residual) if op.residual is not None else None
         self.tile_loops()
-        if not geo.exact:
-            view = memref.SubviewOp.from_static_parameters(
-                self.target, MemRefType(f32, tiled), [0] * 4, shape, [1] * 4
-            )
-            memref.CopyOp(view.result, out)
-        return bufferization.ToTensorOp(out, restrict=True, writable=True).tensor
+        return bufferization.ToTensorOp(self.out, restrict=True, writable=True).tensor
 
     def pad_input(self, x: SSAValue) -> SSAValue:
         """The flat zero-padded, stride-phase-split copy of `x` (see `ConvGeometry`), so that
-        every load of a kernel is one base address plus a constant."""
+        every load of a kernel is one base address plus a constant. In parallel over images
+        and channels; with stride 1 along the rows, each input row is copied in vectors and
+        only the padding around it is zeroed."""
         geo = self.geo
         xp = memref.AllocOp.get(f32, shape=[geo.n * geo.s_n]).memref
-        linalg.FillOp((self.zero_f,), (xp,), ())
         with _parallel([geo.n, geo.c]) as (n, c):
             c_base = arith.AddiOp(_mul(n, geo.s_n), _mul(c, geo.s_c)).result
-            with _loop(_const(0), _const(geo.h), _const(1)) as iy:
-                row_base = arith.AddiOp(c_base, _mul(_add(iy, geo.ph), geo.s_y)).result
-                with _loop(_const(0), _const(geo.w), _const(1)) as ix:
-                    value = memref.LoadOp.get(x, [n, c, iy, ix]).res
-                    col = _add(ix, geo.pw)
-                    if geo.sw > 1:
-                        sw = _const(geo.sw)
-                        phase, j = arith.RemUIOp(col, sw), arith.DivUIOp(col, sw)
-                        col = arith.AddiOp(_mul(phase.result, geo.s_q), j).result
-                    memref.StoreOp.get(value, xp, [arith.AddiOp(row_base, col).result])
+            if geo.sw == 1:
+                # Zeros before the first row, between rows and after the last one; each input
+                # row is copied to its place in between.
+                first = geo.ph * geo.s_y + geo.pw
+                self.zero_fill(xp, c_base, first)
+                with _loop(_const(0), _const(geo.h), _const(1)) as iy:
+                    row = _add(arith.AddiOp(c_base, _mul(iy, geo.s_y)).result, first)
+                    self.copy_row((x, [n, c, iy, self.zero]), (xp, [row]), geo.w)
+                    self.zero_fill(xp, _add(row, geo.w), geo.s_y - geo.w)
+                after = (geo.ph + geo.h) * geo.s_y + geo.pw
+                self.zero_fill(xp, _add(c_base, after), geo.s_c - after)
+            else:
+                self.zero_fill(xp, c_base, geo.s_c)
+                self.scatter_phases(x, xp, n, c, c_base)
         return xp
 
-    def start_from_residual(self, residual: SSAValue, shape: list[int], tiled: list[int]) -> None:
-        """Copy the residual into the output, where the first channel block's accumulators
-        start from. Past the output's edge the tiles compute on uninitialised values, which are
-        never copied out."""
-        if self.geo.exact:
-            memref.CopyOp(residual, self.target)
-            return
-        view = memref.SubviewOp.from_static_parameters(
-            self.target, MemRefType(f32, tiled), [0] * 4, shape, [1] * 4
-        )
-        memref.CopyOp(residual, view.result)
+    def scatter_phases(
+        self, x: SSAValue, xp: SSAValue, n: SSAValue, c: SSAValue, c_base: SSAValue
+    ) -> None:
+        """Input channel `c` of image `n` into its padded place, column phase by phase (stride
+        along the rows above 1): element by element."""
+        geo = self.geo
+        with _loop(_const(0), _const(geo.h), _const(1)) as iy:
+            row_base = arith.AddiOp(c_base, _mul(_add(iy, geo.ph), geo.s_y)).result
+            with _loop(_const(0), _const(geo.w), _const(1)) as ix:
+                value = memref.LoadOp.get(x, [n, c, iy, ix]).res
+                col = _add(ix, geo.pw)
+                sw = _const(geo.sw)
+                phase, j = arith.RemUIOp(col, sw), arith.DivUIOp(col, sw)
+                col = arith.AddiOp(_mul(phase.result, geo.s_q), j).result
+                memref.StoreOp.get(value, xp, [arith.AddiOp(row_base, col).result])
+
+    def zero_fill(self, buffer: SSAValue, start: SSAValue, count: int) -> None:
+        """Zeros at `buffer[start .. start + count)` (a flat buffer): whole vectors, then the
+        elements left over."""
+        width = self.geo.vector_width
+        whole = count - count % width
+        if whole:
+            zero_v = vector.BroadcastOp(self.zero_f, self.vtype).vector
+            with _loop(_const(0), _const(whole), _const(width)) as j:
+                vector.StoreOp(zero_v, buffer, [arith.AddiOp(start, j).result])
+        for j in range(whole, count):
+            memref.StoreOp.get(self.zero_f, buffer, [_add(start, j)])
+
+    def copy_row(
+        self,
+        source: tuple[SSAValue, list[SSAValue]],
+        dest: tuple[SSAValue, list[SSAValue]],
+        count: int,
+    ) -> None:
+        """`count` contiguous elements from `source` to `dest`, each a buffer and the indices of
+        its first element (the last index is the one that advances): whole vectors, then a
+        scalar loop over the elements left over."""
+        (src, src_at), (dst, dst_at) = source, dest
+        width = self.geo.vector_width
+        whole = count - count % width
+
+        def at(indices: list[SSAValue], j: SSAValue) -> list[SSAValue]:
+            return [*indices[:-1], arith.AddiOp(indices[-1], j).result]
+
+        if whole:
+            with _loop(_const(0), _const(whole), _const(width)) as j:
+                value = vector.LoadOp(src, at(src_at, j), self.vtype).result
+                vector.StoreOp(value, dst, at(dst_at, j))
+        if whole < count:
+            with _loop(_const(whole), _const(count), self.one) as j:
+                value = memref.LoadOp.get(src, at(src_at, j)).res
+                memref.StoreOp.get(value, dst, at(dst_at, j))
 
     def tile_loops(self) -> None:
         """In parallel over images, row tiles and shares of the filters (`filter_shares`); in
@@ -367,9 +411,39 @@ class FkwConvEmitter:
             end = arith.MinUIOp(_add(first, share), _const(geo.f)).result
             y_base = _mul(oh0, geo.sh)
             start = arith.AddiOp(_mul(n, geo.s_n), _mul(y_base, geo.s_y)).result
+            rows_in = arith.MinUIOp(_const(geo.unroll_rows), arith.SubiOp(_const(geo.oh), oh0))
+            if self.residual is not None:
+                # The first channel block's accumulators start from the residual.
+                self.copy_rows((self.residual, self.target), n, oh0, rows_in.result, (first, end))
             with _loop(_const(0), _const(geo.ow_tiled), _const(geo.tile_width)) as ow0:
                 base = arith.AddiOp(start, ow0).result
                 self.channel_blocks(_Tile(n, oh0, ow0, base, (first, end)))
+            if not geo.exact:
+                # Tiles past the output's edge were computed in a scratch output: this tile's
+                # rows that are in the output go there while they are in cache.
+                self.copy_rows((self.target, self.out), n, oh0, rows_in.result, (first, end))
+
+    def copy_rows(
+        self,
+        buffers: tuple[SSAValue, SSAValue],
+        n: SSAValue,
+        oh0: SSAValue,
+        rows: SSAValue,
+        filters: tuple[SSAValue, SSAValue],
+    ) -> None:
+        """Copy output rows `oh0 .. oh0 + rows` of image `n`, the first OW columns, from one of
+        `buffers` to the other, in the output channels of the stored filters `filters` ([first,
+        end)). Nothing when they are one buffer (a residual start when the tiles fit the output
+        exactly: the output is its own scratch)."""
+        source, dest = buffers
+        if source is dest:
+            return
+        with _loop(*filters, self.one) as i:
+            channel = _load_index(self.reorder, [i])
+            with _loop(self.zero, rows, self.one) as r:
+                row = arith.AddiOp(oh0, r).result
+                self.copy_row((source, [n, channel, row, self.zero]),
+                              (dest, [n, channel, row, self.zero]), self.geo.ow)  # fmt: skip
 
     def filter_shares(self, row_tiles: int) -> tuple[int, int]:
         """(shares, filters per share): the stored filters are cut into shares, whole groups
