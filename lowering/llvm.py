@@ -298,11 +298,13 @@ def llvm_pipeline(
     `@__transform_main` on the module while it is still on tensors: the linalg ops it tiles and
     vectorises become vector code; bufferize tensors (function boundaries with identity
     layouts), make buffer results caller-allocated out-params, insert deallocations; the
-    remaining linalg ops (named and generic) to scf loops; vector transfers to scf; subviews and
-    affine maps to arithmetic; every `scf.parallel` to an OpenMP parallel loop
-    (`convert-scf-to-openmp`: the generator's images x row tiles x filter shares, and any that
-    upstream tiling made); canonicalize (always: it inlines the `memref.alloca_scope` that
-    wraps each parallel body, which `convert-scf-to-cf` cannot split into blocks), and with
+    transform script's thread shares (`scf.forall`) to `scf.parallel`; the remaining linalg
+    ops (named and generic) to scf loops; vector transfers to scf; subviews and affine maps to
+    arithmetic; every `scf.parallel` to an OpenMP parallel loop (`convert-scf-to-openmp`: the
+    generator's images x row tiles x filter shares, and the shares the transform script split
+    upstream-vectorised layers into); canonicalize (always: it inlines the
+    `memref.alloca_scope` that wraps each parallel body, which `convert-scf-to-cf` cannot split
+    into blocks), and with
     `opt_level` >= 1 cse and loop-invariant code motion; scf to cf; then every dialect to llvm,
     with bare pointers for memrefs at function boundaries, heap buffers through MLIR's generic
     allocation functions (`_mlir_memref_to_llvm_alloc/free`: `pconv_mlir/runtime/pconv_alloc.c`
@@ -333,6 +335,10 @@ def llvm_pipeline(
         "buffer-results-to-out-params{hoist-static-allocs modify-public-functions}",
         "buffer-deallocation-pipeline",
         "convert-bufferization-to-memref",
+        # The transform script's thread shares (`scf.forall`, on tensors) are bufferized now,
+        # without results: to `scf.parallel`, which becomes OpenMP below (or, without threads,
+        # sequential loops in convert-scf-to-cf).
+        "scf-forall-to-parallel",
         # Structured ops to loops and plain arithmetic.
         "func.func(convert-linalg-to-loops)",
         # Unrolled: the default keeps a transfer's temporaries in stack allocas inside the

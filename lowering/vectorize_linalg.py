@@ -5,11 +5,14 @@
 global average pooling) is linalg on tensors. This module makes it vector code with upstream
 MLIR: each op is first put in a *canonical form* whose indexing maps are projected
 permutations (so upstream's linalg vectoriser takes it), tagged `pconv.vectorize = "<kind>"`;
-then a transform-dialect script, a pure function of the kinds present and the machine, tiles
-every tagged op to a register tile, peels the partial tiles, tiles its reduction to 1 and keeps
-the accumulators in registers across it, vectorises, and lowers the vector ops (contractions to
-outer products and FMAs). `mlir-opt-22 --transform-interpreter` runs it on tensors, before
-bufferization; whatever is not tagged stays for `convert-linalg-to-loops`.
+then a transform-dialect script, a pure function of the kinds present and the machine, shares
+the outer loops of every tagged op that is large enough between threads (an `scf.forall` over
+whole register tiles: images, channels, rows, pixel or filter tiles), tiles the op to a register
+tile, peels the partial tiles, tiles its reduction to 1 and keeps the accumulators in registers
+across it, vectorises, and lowers the vector ops (contractions to outer products and FMAs).
+`mlir-opt-22 --transform-interpreter` runs it on tensors, before bufferization; after it,
+`llvm_pipeline` makes each `scf.forall` an `scf.parallel`, so an OpenMP loop with threads and a
+plain loop without. Whatever is not tagged stays for `convert-linalg-to-loops`.
 
     >>> kinds = prepare_linalg(module)                      # in place: canonical forms, tags
     >>> script = transform_script(kinds, machine("host"))   # the transform library, as text
@@ -46,6 +49,14 @@ The canonical forms (N batch, C/F channels, OH x OW output, KH x KW window, stri
 Tile sizes come from the machine (`VectorTiles`): a conv's register tile is `filters` output
 channels x `pixels` output pixels (two vectors), so that its accumulators, one input vector per
 tap and a broadcast weight fit the vector registers.
+
+The threads share a kind's leading loops, whole register tiles each (`_Recipe.shares`): a conv
+its images and output rows, or, pixels flattened, its tiles of pixels (a small image: of
+filters); a `dot` its rows and output tiles; the window ops, stride phases and reductions their
+images and channels; element-wise ops all dims but the last (one dim: its vector tiles). A dim
+shared by tiles of several iterations is first split after its last whole tile (the rest is a
+second op of the same kind), so every tile of the parallel loop has a static shape. An op with
+fewer than `PARALLEL_ITERATIONS` tiles in every dim a share offers stays on one thread.
 """
 
 from __future__ import annotations
@@ -90,6 +101,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import Rewriter
 
 from pconv_mlir.errors import op_location
+from pconv_mlir.lowering.convert_pconv_to_loops import PARALLEL_ITERATIONS
 from pconv_mlir.machine import Machine, machine
 
 __all__ = [
@@ -105,6 +117,10 @@ __all__ = [
 
 TAG = "pconv.vectorize"
 """The discardable attribute naming an op's canonical form (its kind) for the transform script."""
+
+SHARE = "pconv.share"
+"""The discardable attribute the transform script sets to the way the threads share an op
+(an index into `_Recipe.shares`)."""
 
 DOT_K_MULTIPLE = 16
 """A linear layer reads its weights in place (`dot`) when its K is a multiple of this."""
@@ -1068,12 +1084,18 @@ class VectorizeLinalgPass(ModulePass):
 class _Recipe:
     """How one kind is tiled: `parallel` tile sizes per loop dim (0: not tiled), the loop
     `order` (an interchange, outermost first), the tile of the reduction loop that follows
-    (none if `reduction` is empty), and whether to vectorise to `vector.contract`."""
+    (none if `reduction` is empty), whether to vectorise to `vector.contract`, and how the
+    threads share the op (`shares`)."""
 
     parallel: tuple[int, ...]
     order: tuple[int, ...] | None = None
     reduction: tuple[int, ...] = ()
     contraction: bool = False
+    shares: tuple[tuple[int, ...], ...] = ()
+    """The ways the threads may share the op, best first: `scf.forall` tile sizes per loop dim
+    (0: not shared), each a whole number of register tiles. An op takes the first way that
+    gives it `PARALLEL_ITERATIONS` whole chunks in one of the dims it shares; with none (or no
+    way), it runs on one thread."""
 
     @property
     def loops(self) -> list[int]:
@@ -1088,6 +1110,11 @@ class _Recipe:
         return [i for i, d in enumerate(self.loops) if self.parallel[d] > 1]
 
 
+def _cuts(share: Sequence[int]) -> list[tuple[int, int]]:
+    """(dim, chunk) of the dims that `share` cuts in chunks of more than one iteration."""
+    return [(d, t) for d, t in enumerate(share) if t > 1]
+
+
 def _recipe(kind: str, tiles: VectorTiles) -> _Recipe | None:
     name, *params = kind.split(":")
     numbers = [int(p) for p in params]
@@ -1098,27 +1125,57 @@ def _recipe(kind: str, tiles: VectorTiles) -> _Recipe | None:
         rank = lead + 1 + spatial + 1
         sizes = [1] * lead + [tiles.filters] + [1] * (spatial - 1) + [tiles.pixels, 0]
         order = [*range(lead), *range(lead + 1, lead + 1 + spatial), lead, rank - 1]
-        return _Recipe(tuple(sizes), tuple(order), tuple([0] * (rank - 1) + [1]), contraction=True)
+        batch = [1] * lead
+        if spatial == 2:
+            # Threads share images and output rows.
+            shares = [(*batch, 0, 1, 0, 0)]
+        else:
+            # Flattened pixels (a matmul's columns): threads share images and pixel tiles,
+            # in the loop order; a small image (a matmul with few columns) shares its filter
+            # tiles instead.
+            shares = [(*batch, 0, tiles.pixels, 0), (*batch, tiles.filters, 0, 0)]
+        return _Recipe(
+            tuple(sizes),
+            tuple(order),
+            tuple([0] * (rank - 1) + [1]),
+            contraction=True,
+            shares=tuple(shares),
+        )
     if name == "dot":
-        # (m, n, i, j): j whole (the partial sums), i the reduction.
-        return _Recipe((1, tiles.dot_rows, 0, 0), None, (0, 0, 1, 0))
+        # (m, n, i, j): j whole (the partial sums), i the reduction; threads share the rows
+        # and the output tiles.
+        return _Recipe(
+            (1, tiles.dot_rows, 0, 0), None, (0, 0, 1, 0), shares=((1, tiles.dot_rows, 0, 0),)
+        )
     if name == "window":
         (rank,) = numbers
-        return _Recipe(tuple([1] * (rank - 2) + [tiles.window_rows, tiles.pixels]))
+        # Threads share images and channels.
+        return _Recipe(
+            tuple([1] * (rank - 2) + [tiles.window_rows, tiles.pixels]),
+            shares=(tuple([1] * (rank - 2) + [0, 0]),),
+        )
     if name == "elementwise":
         (rank,) = numbers
-        return _Recipe(tuple([1] * (rank - 1) + [tiles.elementwise]))
+        # Threads share every dim but the last, or the vector tiles of a single dim.
+        share = [1] * (rank - 1) + [0] if rank > 1 else [tiles.elementwise]
+        return _Recipe(tuple([1] * (rank - 1) + [tiles.elementwise]), shares=(tuple(share),))
     if name == "deinterleave":
         (rank,) = numbers
-        # (.., a, hq, b, wq): b whole, wq by vectors
-        return _Recipe(tuple([1] * (rank - 2) + [0, tiles.pixels]))
+        # (.., a, hq, b, wq): b whole, wq by vectors; threads share the leading dims.
+        return _Recipe(
+            tuple([1] * (rank - 2) + [0, tiles.pixels]), shares=(tuple([1] * (rank - 4) + [0] * 4),)
+        )
     if name == "transpose":
         (rank,) = numbers
-        # lanes x lanes blocks: a transposed read and shuffles.
+        # lanes x lanes blocks: a transposed read and shuffles (small: on one thread).
         return _Recipe(tuple([1] * (rank - 2) + [tiles.lanes, tiles.lanes]))
     if name == "reduction":
         rank, n_red = numbers
-        return _Recipe(tuple([1] * (rank - n_red) + [0] * n_red))
+        # Threads share the parallel dims.
+        return _Recipe(
+            tuple([1] * (rank - n_red) + [0] * n_red),
+            shares=(tuple([1] * (rank - n_red) + [0] * n_red),),
+        )
     return None
 
 
@@ -1145,6 +1202,9 @@ module attributes {transform.with_named_sequence} {
     transform.loop.hoist_loop_invariant_subsets %for : !transform.op<"scf.for">
     transform.yield
   }
+"""
+
+_MAIN = """\
   transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
 """
 
@@ -1169,26 +1229,147 @@ def _foreach(handle: str, sequence: str) -> str:
     )
 
 
-def _match_tag(name: str, kind: str) -> str:
+def _match_tag(name: str, kind: str, share: int | None = None) -> str:
+    """Match the ops tagged `kind` (that take share number `share`, if given)."""
+    attrs = f'{TAG} = "{kind}"' + (f", {SHARE} = {share} : i64" if share is not None else "")
     return (
-        f'    %{name} = transform.structured.match attributes{{{TAG} = "{kind}"}} in %root'
+        f"    %{name} = transform.structured.match attributes{{{attrs}}} in %root"
         f" : (!transform.any_op) -> !transform.any_op\n"
     )
 
 
+def _split_sequence(dim: int, chunk: int) -> str:
+    """`@pconv_split_<dim>_<chunk>`: split an op after the last whole chunk of `chunk`
+    iterations of its loop dim `dim` (both parts keep the op's attributes) when it has a whole
+    chunk and a rest; a silenceable failure, with the op left as it is, otherwise."""
+    p64 = "!transform.param<i64>"
+    return (
+        f"  transform.named_sequence @pconv_split_{dim}_{chunk}(\n"
+        f"      %op: !transform.any_op {{transform.consumed}}) {{\n"
+        # The checks fail silently; a `transform.sequence` stops there (a named sequence
+        # included with failures(suppress) would go on), and the caller suppresses the failure.
+        f"    transform.sequence %op : !transform.any_op failures(propagate) {{\n"
+        f"    ^bb0(%target: !transform.any_op):\n"
+        f"      %sizes, %chunks = transform.structured.continuous_tile_sizes %target"
+        f" {{dimension = {dim}, target_size = {chunk}}} : (!transform.any_op) -> {p64}\n"
+        # One chunk size: the dim is whole chunks.
+        f"      %n = transform.num_associations %chunks : ({p64}) -> {p64}\n"
+        f"      %one = transform.param.constant 1 : i64 -> {p64}\n"
+        f"      transform.match.param.cmpi gt %n, %one : {p64}\n"
+        f"      %whole, %rest = transform.split_handle %chunks {{overflow_result = 1}}"
+        f" : ({p64}) -> ({p64}, {p64})\n"
+        # A first size 0: no whole chunk.
+        f"      %zero = transform.param.constant 0 : i64 -> {p64}\n"
+        f"      transform.match.param.cmpi gt %whole, %zero : {p64}\n"
+        f"      %parts = transform.structured.split %target after %whole {{dimension = {dim}}}"
+        f" : !transform.any_op, {p64}\n"
+        f"    }}\n"
+        f"    transform.yield\n"
+        f"  }}\n"
+    )
+
+
+def _at_least(dim: int, size: int) -> str:
+    """`@pconv_at_least_<dim>_<size>`: matches an op whose loop dim `dim` has `size`
+    iterations or more."""
+    p64 = "!transform.param<i64>"
+    return (
+        f"  transform.named_sequence @pconv_at_least_{dim}_{size}(\n"
+        f"      %op: !transform.any_op {{transform.readonly}}) -> !transform.any_op {{\n"
+        f"    %dim = transform.match.structured %op : (!transform.any_op) -> {p64} {{\n"
+        f"    ^bb0(%s: !transform.any_op):\n"
+        f"      %size = transform.match.structured.dim %s[{dim}] : (!transform.any_op) -> {p64}\n"
+        f"      transform.match.structured.yield %size : {p64}\n"
+        f"    }}\n"
+        f"    %min = transform.param.constant {size} : i64 -> {p64}\n"
+        f"    transform.match.param.cmpi ge %dim, %min : {p64}\n"
+        f"    transform.yield %op : !transform.any_op\n"
+        f"  }}\n"
+    )
+
+
+def _share_action(share: int) -> str:
+    """`@pconv_share<share>`: set the op's `SHARE` attribute to `share`."""
+    return (
+        f"  transform.named_sequence @pconv_share{share}("
+        f"%op: !transform.any_op {{transform.readonly}}) {{\n"
+        f"    %share = transform.param.constant {share} : i64 -> !transform.param<i64>\n"
+        f'    transform.annotate %op "{SHARE}" = %share'
+        f" : !transform.any_op, !transform.param<i64>\n"
+        f"    transform.yield\n"
+        f"  }}\n"
+    )
+
+
+def _conditions(share: Sequence[int]) -> list[tuple[int, int]]:
+    """(dim, iterations) pairs, one of which an op must meet to take `share`:
+    `PARALLEL_ITERATIONS` whole chunks in one of the dims it shares."""
+    return [(d, PARALLEL_ITERATIONS * t) for d, t in enumerate(share) if t]
+
+
+def _share_library(recipes: dict[str, _Recipe]) -> list[str]:
+    """The named sequences that step 0 of `transform_script` includes."""
+    shares = [share for r in recipes.values() for share in r.shares]
+    cuts = sorted({c for share in shares for c in _cuts(share)})
+    conditions = sorted({c for share in shares for c in _conditions(share)})
+    n_shares = max((len(r.shares) for r in recipes.values()), default=0)
+    return [
+        *(_split_sequence(d, t) for d, t in cuts),
+        *(_at_least(d, n) for d, n in conditions),
+        *(_share_action(j) for j in range(n_shares)),
+    ]
+
+
+def _share(i: int, kind: str, recipe: _Recipe) -> list[str]:
+    """Step 0 of `transform_script` for kind number `i`: each op tagged `kind` takes the first
+    of its shares it has enough iterations for, then becomes a `scf.forall` over the share's
+    chunks (a dim shared in chunks of more than one iteration is split first, after its last
+    whole chunk) around the op on one chunk."""
+    if not recipe.shares:
+        return []
+    pairs: dict[tuple[int, int], int] = {}  # condition -> the first share it selects
+    for j, share in enumerate(recipe.shares):
+        for condition in _conditions(share):
+            pairs.setdefault(condition, j)
+    matchers = ", ".join(
+        f"@pconv_at_least_{d}_{n} -> @pconv_share{j}" for (d, n), j in pairs.items()
+    )
+    lines = [
+        _match_tag(f"s{i}", kind),
+        f"    transform.foreach_match restrict_root in %s{i}\n"
+        f"        {matchers}\n"
+        f"      : (!transform.any_op) -> !transform.any_op\n",
+    ]
+    for j, share in enumerate(recipe.shares):
+        for d, t in _cuts(share):
+            lines.append(_match_tag(f"s{i}_{j}_d{d}", kind, j))
+            lines.append(_foreach(f"%s{i}_{j}_d{d}", f"pconv_split_{d}_{t}"))
+        lines.append(_match_tag(f"s{i}_{j}", kind, j))
+        lines.append(
+            f"    %s{i}_{j}_t, %s{i}_{j}_f = transform.structured.tile_using_forall %s{i}_{j}"
+            f" tile_sizes {list(share)} : (!transform.any_op) -> ({_any(2)})\n"
+        )
+    return lines
+
+
 def transform_script(kinds: Iterable[str], target: Machine | str = "host") -> str:
-    """The transform-dialect library (`@__transform_main`) that tiles, peels, vectorises and
-    lowers every op tagged with one of `kinds` for `target`. A pure function of its
-    arguments; with no kind it is a script that does nothing."""
+    """The transform-dialect library (`@__transform_main`) that shares between threads, tiles,
+    peels, vectorises and lowers every op tagged with one of `kinds` for `target`. A pure
+    function of its arguments; with no kind it is a script that does nothing."""
     tiles = vector_tiles(target)
     recipes = {k: r for k in sorted(set(kinds)) if (r := _recipe(k, tiles)) is not None}
-    lines = [_HEADER]
+    lines = [_HEADER, *_share_library(recipes), _MAIN]
     if not recipes:
         return "".join([*lines, _FOOTER])
     lines.append(
         '    %funcs = transform.structured.match ops{["func.func"]} in %root'
         " : (!transform.any_op) -> !transform.any_op\n"
     )
+    # 0. Share the outer loops between threads: `scf.forall` (after bufferization
+    # `scf.parallel`, then OpenMP) of whole register tiles, so that every chunk has the static
+    # shape the steps below need.
+    for i, (kind, recipe) in enumerate(recipes.items()):
+        lines.extend(_share(i, kind, recipe))
     # 1. Tile the parallel dims to a register tile; mark the loops to peel, outer ones first.
     for i, (kind, recipe) in enumerate(recipes.items()):
         lines.append(_match_tag(f"k{i}", kind))

@@ -41,6 +41,33 @@ func.func @conv1x1(%x: tensor<1x5x9x11xf32>, %w: tensor<7x5x1x1xf32>) -> tensor<
 
 // -----
 
+// The threads share a 1x1 conv over 13 x 11 = 143 pixels by tiles of 16 pixels: the transform
+// script splits it after its 8 whole tiles, a parallel loop over them (its body OpenMP outlines
+// and `__kmpc_fork_call` runs on the threads), and the rest of 15 pixels after it.
+// CHECK-LABEL: func.func @conv1x1_threads
+// CHECK:         linalg.generic
+// CHECK-SAME:      ins(%{{.*}}, %{{.*}} : tensor<7x5xf32>, tensor<1x5x143xf32>) outs(%{{.*}} : tensor<1x7x143xf32>)
+// CHECK-SAME:      {pconv.vectorize = "conv:1:1"}
+// LLVM-LABEL: define void @conv1x1_threads(
+// LLVM-NOT:     @llvm.fmuladd.v16f32
+// LLVM:         call void (ptr, i32, ptr, ...) @__kmpc_fork_call(ptr @{{[0-9]+}}, i32 1, ptr @conv1x1_threads..omp_par,
+// LLVM-NOT:     @llvm.fmuladd.v16f32
+// LLVM:         call <15 x float> @llvm.fmuladd.v15f32
+// LLVM-NOT:     @llvm.fmuladd.v16f32
+// LLVM:         ret void
+// LLVM-LABEL: define internal void @conv1x1_threads..omp_par(
+// LLVM:         call void @__kmpc_for_static_init_8u(
+// LLVM:         call <16 x float> @llvm.fmuladd.v16f32
+func.func @conv1x1_threads(%x: tensor<1x5x13x11xf32>, %w: tensor<7x5x1x1xf32>,
+                           %init: tensor<1x7x13x11xf32>) -> tensor<1x7x13x11xf32> {
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+      ins(%x, %w : tensor<1x5x13x11xf32>, tensor<7x5x1x1xf32>)
+      outs(%init : tensor<1x7x13x11xf32>) -> tensor<1x7x13x11xf32>
+  func.return %y : tensor<1x7x13x11xf32>
+}
+
+// -----
+
 // A 7x7 stride-2 stem: the padded 35x33 input is split into its 2x2 stride phases (padded to
 // 36x34, a transpose of a reshape), then each of the 49 taps reads a unit-stride 15x14 view of
 // one phase, with its own 6x3 weight slice.
@@ -168,6 +195,10 @@ func.func @maxpool(%x: tensor<1x3x11x9xf32>, %init: tensor<1x3x5x4xf32>) -> tens
 // CHECK-SAME:      {pconv.vectorize = "conv:0:1"}
 // CHECK-NOT:     linalg.transpose
 // CHECK-NOT:     linalg.matmul
+// Too small to share (2 rows, 11 columns): all on the calling thread.
+// LLVM-LABEL: define void @linear(
+// LLVM-NOT:     __kmpc_fork_call
+// LLVM:         ret void
 func.func @linear(%x: tensor<2x37xf32>, %w: tensor<11x37xf32>, %init: tensor<2x11xf32>) -> tensor<2x11xf32> {
   %e = tensor.empty() : tensor<37x11xf32>
   %wt = linalg.transpose ins(%w : tensor<11x37xf32>) outs(%e : tensor<37x11xf32>) permutation = [1, 0]

@@ -6,7 +6,9 @@ lowered for the host with `vectorize=True` (the path of `bench/linalg_layers.py`
 compared with torch (relative error < 1e-4). Every linalg op of these modules has a vector
 form (`unvectorised_ops` is empty), `prepare_linalg` tags the kinds the case names, and the LLVM
 IR has no scalar float arithmetic left. One conv also runs as aarch64 code under qemu; linalg on
-buffers is left alone.
+buffers is left alone. A network of every kind compiled with threads matches torch on one and two
+threads, a 1x1 conv runs inside an OpenMP parallel region, and without threads the same
+parallel loops become sequential ones.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,13 +26,17 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.dialects.linalg import ops as linalg
 
+import pconv_mlir
 from pconv_mlir.elements import using_storage
 from pconv_mlir.errors import OptionError
 from pconv_mlir.frontend import import_torch
 from pconv_mlir.ir import make_context, parse_module
 from pconv_mlir.lowering.llvm import (
     function_signatures,
+    llvm_pipeline,
     lower_to_llvm_dialect,
+    prepare_for_mlir_opt,
+    run_mlir_opt,
     translate_to_llvm_ir,
 )
 from pconv_mlir.lowering.vectorize_linalg import (
@@ -217,6 +224,126 @@ def test_dot_with_one_remainder_row_is_vector_code(need_tool) -> None:
         need_tool(tool)
     _, _, ctx, module = _import(lambda: nn.Linear(48, 13), ((3, 48),))
     _vector_code(ctx, module, "host")
+
+
+class _Threaded(nn.Module):
+    """Every kind the threads share, on odd shapes, batch 2: a 1x1 conv over 13 x 11 pixels
+    (shared by whole tiles of pixels, then a rest), a depthwise conv and a residual add (shared
+    by channels), a max pooling (its stride phases too), a 1x1 conv over 7 x 6 pixels (shared
+    by whole tiles of filters, then a rest), global average pooling, a linear layer read in
+    place (`dot`, shared by tiles of outputs) and a small one (a matmul, not shared)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pointwise = nn.Conv2d(5, 13, 1)
+        self.depthwise = nn.Conv2d(13, 13, 3, padding=1, groups=13)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.project = nn.Conv2d(13, 4 * DOT_K_MULTIPLE, 1, bias=False)
+        self.fc = nn.Linear(4 * DOT_K_MULTIPLE, 38)
+        self.head = nn.Linear(38, 7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.pointwise(x))
+        x = nn.functional.relu6(self.depthwise(x) + x)
+        x = self.project(self.pool(x))
+        x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.head(torch.relu(self.fc(x)))
+
+
+def test_threaded_network_matches_torch(need_tool) -> None:
+    for tool in TOOLS:
+        need_tool(tool)
+    torch.manual_seed(0)
+    model = _Threaded().eval()
+    x = torch.randn(2, 5, 13, 11, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = model(x).numpy()
+    artifact = pconv_mlir.compile(model, x, name="threaded", threads=2)
+    try:
+        assert "__kmpc_fork_call" in artifact.llvm_ir
+        for threads in (2, 1):
+            artifact.set_threads(threads)
+            got = artifact(x)
+            error = np.abs(got - expected).max() / np.abs(expected).max()
+            assert error < 1e-4, f"{threads} threads: relative error {error:.1e}"
+    finally:
+        artifact.close()
+
+
+CONV1X1 = """
+func.func @conv1x1(%x: tensor<1x8x13x11xf32>, %w: tensor<13x8x1x1xf32>,
+                   %init: tensor<1x13x13x11xf32>) -> tensor<1x13x13x11xf32> {
+  %y = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>,
+                                 strides = dense<1> : vector<2xi64>}
+      ins(%x, %w : tensor<1x8x13x11xf32>, tensor<13x8x1x1xf32>)
+      outs(%init : tensor<1x13x13x11xf32>) -> tensor<1x13x13x11xf32>
+  func.return %y : tensor<1x13x13x11xf32>
+}
+"""
+"""A 1x1 conv alone (its accumulator an argument, so no other op is shared): 143 pixels, 8
+whole tiles of 16 for the threads and a rest of 15."""
+
+
+def _functions(llvm_ir: str) -> dict[str, str]:
+    """The functions defined in `llvm_ir`, by name."""
+    heads = list(re.finditer(r"^define [^@]*@([\w.$]+)\(", llvm_ir, flags=re.M))
+    ends = [h.start() for h in heads[1:]] + [len(llvm_ir)]
+    return {h.group(1): llvm_ir[h.start() : end] for h, end in zip(heads, ends, strict=True)}
+
+
+def _conv1x1_inputs() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [
+        rng.standard_normal(s).astype(np.float32)
+        for s in ((1, 8, 13, 11), (13, 8, 1, 1), (1, 13, 13, 11))
+    ]
+
+
+def _run_conv1x1(module: ModuleOp, llvm_ir: str) -> None:
+    x, w, init = _conv1x1_inputs()
+    expected = init + np.einsum("fc,nchw->nfhw", w[:, :, 0, 0], x)
+    output = np.zeros(expected.shape, np.float32)
+    with build_runner_from_ir(llvm_ir, function_signatures(module)) as runner:
+        runner.call("conv1x1", x, w, init, output)
+    error = np.abs(output - expected).max() / np.abs(expected).max()
+    assert error < 1e-4, f"relative error {error:.1e}"
+
+
+def test_conv1x1_runs_in_a_parallel_region(need_tool) -> None:
+    """The conv's vector code is in the body OpenMP outlines, which `__kmpc_fork_call` runs on
+    the threads: one parallel region, the only one."""
+    for tool in TOOLS:
+        need_tool(tool)
+    ctx = make_context()
+    module = parse_module(CONV1X1, ctx)
+    llvm_ir = translate_to_llvm_ir(lower_to_llvm_dialect(module, ctx, "host", vectorize=True))
+    assert llvm_ir.count("call void (ptr, i32, ptr, ...) @__kmpc_fork_call(") == 1
+    functions = _functions(llvm_ir)
+    (outlined,) = [f for name, f in functions.items() if name.startswith("conv1x1..omp_par")]
+    assert "@__kmpc_for_static_init" in outlined
+    assert re.search(r"@llvm\.(fmuladd|fma)\.v\d+f32", outlined)
+    _run_conv1x1(module, llvm_ir)
+
+
+def test_parallel_loops_without_threads_are_sequential(tmp_path: Path, need_tool) -> None:
+    """`llvm_pipeline(threads=False)` lowers the transform script's parallel loops to plain
+    loops: no `omp` op, no OpenMP call, the same result."""
+    for tool in TOOLS:
+        need_tool(tool)
+    ctx = make_context()
+    module = parse_module(CONV1X1, ctx)
+    vectorized = module.clone()
+    kinds = prepare_linalg(vectorized, "host")
+    assert kinds == {"conv:1:1"}
+    library = tmp_path / "vectorize.mlir"
+    library.write_text(transform_script(kinds, "host"))
+    assert "transform.structured.tile_using_forall" in library.read_text()
+    text = prepare_for_mlir_opt(vectorized, ctx, "host")
+    llvm_dialect = run_mlir_opt(text, llvm_pipeline(transform_library=str(library), threads=False))
+    assert "omp." not in llvm_dialect and "scf." not in llvm_dialect
+    llvm_ir = translate_to_llvm_ir(llvm_dialect)
+    assert "__kmpc" not in llvm_ir
+    _run_conv1x1(module, llvm_ir)
 
 
 BUFFERS = """
