@@ -11,7 +11,8 @@ For VGG-16, ResNet-50 and MobileNet-V2 (random weights, ImageNet shapes, batch 1
 Each compile runs in a child process, so its wall time and peak memory (the child and the
 tools it runs: mlir-opt-22, mlir-translate-22, clang-22) are measured alone; the child saves
 the library and checks it against torch. The parent then loads `lib<name>.so` through ctypes
-and calls `<name>_forward` as a C program would, interleaved with PyTorch call by call, one
+and calls `<name>_forward` as a C program would, interleaved with PyTorch call by call (with a
+50 ms pause before each call, `SETTLE_S`), one
 thread (`<name>_set_threads(1)`, `torch.set_num_threads(1)`) and then all cores; medians of
 `--repeats` calls after warm-up. With `--profile` the child also measures time per layer kind
 on one thread (`CompiledModel.profile`), which shows which layers hold a network back.
@@ -121,6 +122,14 @@ def load(directory: Path, name: str):
     return library, forward, set_threads
 
 
+SETTLE_S = 0.05
+"""Pause after each timed call. Both thread pools spin for a while after a parallel region
+(PyTorch's libgomp, and pconv's runtime for up to 1 ms) before they sleep; without the pause,
+one system's spinning workers take cores from the other's next call. On 2 cores (AMD EPYC,
+Zen 3) that made pruned ResNet-50 on both cores 62-83 ms instead of 52-53 ms, and PyTorch's
+run 94-112 ms instead of 80-86 ms."""
+
+
 def interleaved(calls: dict[str, object], repeats: int) -> dict[str, float]:
     """Median seconds per system, the systems called in turn so that noise hits both."""
     samples: dict[str, list[float]] = {key: [] for key in calls}
@@ -128,6 +137,7 @@ def interleaved(calls: dict[str, object], repeats: int) -> dict[str, float]:
         call()  # warm-up
     for _ in range(repeats):
         for key, call in calls.items():
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             call()
             samples[key].append(time.perf_counter() - start)
