@@ -10,7 +10,11 @@ the outer loops of every tagged op that is large enough between threads (an `scf
 whole register tiles: images, channels, rows, pixel or filter tiles), tiles the op to a register
 tile, peels the partial tiles, tiles its reduction to 1 and keeps the accumulators in registers
 across it, vectorises, and lowers the vector ops (contractions to outer products and FMAs).
-`mlir-opt-22 --transform-interpreter` runs it on tensors, before bufferization; after it,
+The element-wise tails of a conv (its bias, ReLU, ReLU6, a residual add, ...) are its
+epilogues, the way IREE fuses them: the last op of the chain is tiled (shared between threads,
+then to the conv's register tile) and the conv, its init and the tails before it are fused into
+each of its loops, so the tails work on the conv's accumulators in registers before the one
+store. `mlir-opt-22 --transform-interpreter` runs it on tensors, before bufferization; after it,
 `llvm_pipeline` makes each `scf.forall` an `scf.parallel`, so an OpenMP loop with threads and a
 plain loop without. Whatever is not tagged stays for `convert-linalg-to-loops`.
 
@@ -46,6 +50,16 @@ The canonical forms (N batch, C/F channels, OH x OW output, KH x KW window, stri
 - `reduction:R:K`, from generics reducing their K trailing dims (global average pooling): as
   they are.
 
+Chains: a `conv:1:1`, `conv:1:2` or `window:4` form (`FUSABLE`) and the element-wise ops that
+read it one after the other (each the only reader of the one before) are one chain. Each
+element-wise op takes the conv's iteration shape (a 1x1 conv's pixels flattened: (N, F, P)),
+reads the op before it directly as its first operand (no reshape in between) and is tagged
+`fused:elementwise:R`, but the last, the chain's root: `chain:<n>:<init>:<form>`, n the
+element-wise ops of the chain, init the operand of the conv its init is when that is fused too
+(the bias broadcast or fill, in the conv's shape, `fused:elementwise:R`; `x` if not). The conv
+is `fused:<form>`. A conv with no tail whose init can be fused ends its chain with a copy
+(`chain:1:<init>:<form>`), which its first tail replaces.
+
 Tile sizes come from the machine (`VectorTiles`): a conv's register tile is `filters` output
 channels x `pixels` output pixels (two vectors), so that its accumulators, one input vector per
 tap and a broadcast weight fit the vector registers.
@@ -56,7 +70,10 @@ filters); a `dot` its rows and output tiles; the window ops, stride phases and r
 images and channels; element-wise ops all dims but the last (one dim: its vector tiles). A dim
 shared by tiles of several iterations is first split after its last whole tile (the rest is a
 second op of the same kind), so every tile of the parallel loop has a static shape. An op with
-fewer than `PARALLEL_ITERATIONS` tiles in every dim a share offers stays on one thread.
+fewer than `PARALLEL_ITERATIONS` tiles in every dim a share offers stays on one thread. A
+chain's root is shared and tiled as its conv (without the reduction dim); its rest after a
+split is tiled on the calling thread first, so that no op of the chain is read after the
+parallel loop it is fused into (`fuse_into_containing_op` would return it whole from there).
 """
 
 from __future__ import annotations
@@ -98,7 +115,7 @@ from xdsl.pattern_rewriter import (
     PatternRewriteWalker,
     RewritePattern,
 )
-from xdsl.rewriter import Rewriter
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from pconv_mlir.errors import op_location
 from pconv_mlir.lowering.convert_pconv_to_loops import PARALLEL_ITERATIONS
@@ -121,6 +138,9 @@ TAG = "pconv.vectorize"
 SHARE = "pconv.share"
 """The discardable attribute the transform script sets to the way the threads share an op
 (an index into `_Recipe.shares`)."""
+
+REST = "pconv.rest"
+"""The discardable attribute the transform script sets on the second part of a split op."""
 
 DOT_K_MULTIPLE = 16
 """A linear layer reads its weights in place (`dot`) when its K is a multiple of this."""
@@ -570,6 +590,9 @@ def _collapse(value: SSAValue, groups: Sequence[Sequence[int]]) -> SSAValue:
     shape = _shape(value)
     if all(len(g) == 1 for g in groups):
         return value
+    owner = value.owner
+    if isinstance(owner, tensor.ExpandShapeOp) and owner.reassociation == _reassociation(groups):
+        return owner.src  # a reshape undone
     result = _tensor([prod(shape[d] for d in g) for g in groups])
     op = tensor.CollapseShapeOp(
         operands=[value],
@@ -787,7 +810,7 @@ def _build_conv(window: Window, taps: Sequence[tuple[int, int]]) -> SSAValue:
     if flat:
         groups = [*([d] for d in range(lead + 1)), [lead + 1, lead + 2]]
         xs = [_collapse(xs[0], groups)]
-        init = _collapse(init, groups)
+        init = _init_regrouped(init, groups)
     rank = lead + 1 + spatial + 1
     dims = [_d(i) for i in range(rank)]
     batch, f_d, sp, c_d = dims[:lead], dims[lead], dims[lead + 1 : lead + 1 + spatial], dims[-1]
@@ -807,6 +830,103 @@ def _build_conv(window: Window, taps: Sequence[tuple[int, int]]) -> SSAValue:
     if flat:
         result = _expand(result, groups, out_shape)
     return result
+
+
+def _init_regrouped(init: SSAValue, groups: Sequence[Sequence[int]]) -> SSAValue:
+    """`init` with its dims collapsed by `groups`: when it is an element-wise canonical form
+    that only the conv reads (the bias broadcast, a fill), that op again in the collapsed shape,
+    so that it can be fused into the conv's tiles (the old one is left to erase); else a
+    reshape."""
+    owner = init.owner
+    tag = owner.attributes.get(TAG) if isinstance(owner, linalg.GenericOp) else None
+    if (
+        isinstance(owner, linalg.GenericOp)
+        and isinstance(tag, StringAttr)
+        and tag.data.startswith("elementwise:")
+        and init.has_one_use()
+    ):
+        regrouped = _regroup(owner, groups, 0)
+        if regrouped is not None:
+            return regrouped
+    return _collapse(init, groups)
+
+
+def _regroup_map(
+    amap: AffineMap, groups: Sequence[Sequence[int]]
+) -> tuple[list[list[int]], list[AffineExpr | int]] | None:
+    """An operand's broadcast map `amap` over the loop dims collapsed by `groups`: (how the
+    operand's own dims collapse, the new map's results), or None if the operand reads part of
+    a group only."""
+    group_of = {d: i for i, g in enumerate(groups) for d in g}
+    results = list(amap.results)
+    operand_groups: list[list[int]] = []
+    new_results: list[AffineExpr | int] = []
+    i = 0
+    while i < len(results):
+        position = _dim(results[i])
+        if position is None:  # a unit dim (the constant 0)
+            operand_groups.append([i])
+            new_results.append(0)
+            i += 1
+            continue
+        group = groups[group_of[position]]
+        if [_dim(e) for e in results[i : i + len(group)]] != list(group):
+            return None
+        operand_groups.append(list(range(i, i + len(group))))
+        new_results.append(_d(group_of[position]))
+        i += len(group)
+    return operand_groups, new_results
+
+
+def _regroup(
+    op: linalg.GenericOp,
+    groups: Sequence[Sequence[int]],
+    first: int,
+    first_value: SSAValue | None = None,
+) -> SSAValue | None:
+    """Element-wise `op` over its loop dims collapsed by `groups` (its operands reshaped to
+    match) with input `first` moved to the front (`first_value` instead of the reshaped input,
+    if given), built at the insertion point; None if an operand reads part of a group. The
+    region is moved out of `op`, which is left to erase."""
+    maps = _maps(op)
+    plans = [_regroup_map(m, groups) for m in maps[:-1]]
+    if any(plan is None for plan in plans):
+        return None
+    rank = len(groups)
+    order = [first, *(i for i in range(len(op.inputs)) if i != first)]
+    inputs, in_maps = [], []
+    for i in order:
+        plan = plans[i]
+        assert plan is not None
+        if i == first and first_value is not None:
+            inputs.append(first_value)
+        elif isinstance(op.inputs[i].type, TensorType):
+            inputs.append(_collapse(op.inputs[i], plan[0]))
+        else:
+            inputs.append(op.inputs[i])  # a scalar
+        in_maps.append(_map(rank, plan[1]))
+    init = _collapse(op.outputs[0], groups)
+    old_block = op.body.block
+    region = Rewriter.move_region_contents_to_new_regions(op.body)
+    block = region.block
+    if order != list(range(len(order))):
+        # Block arguments in the new operand order.
+        arg_types = [old_block.args[i].type for i in order] + [old_block.args[-1].type]
+        new_block = Block(arg_types=arg_types)
+        position = {old: new for new, old in enumerate(order)}
+        args = [new_block.args[position[i]] for i in range(len(order))] + [new_block.args[-1]]
+        Rewriter.inline_block(block, InsertPoint.at_start(new_block), args)
+        region = Region(new_block)
+    new = linalg.GenericOp(
+        inputs,
+        [init],
+        region,
+        [AffineMapAttr(m) for m in [*in_maps, AffineMap.identity(rank)]],
+        [IteratorTypeAttr(IteratorType.PARALLEL)] * rank,
+        [init.type],
+    )
+    new.attributes[TAG] = StringAttr(f"elementwise:{rank}")
+    return new.results[0]
 
 
 def _is_whole_phase(value: SSAValue) -> bool:
@@ -943,6 +1063,154 @@ def build_elementwise(op: linalg.GenericOp) -> SSAValue:
 
 
 # ------------------------------------------------------------------------------------------------
+# Epilogues: element-wise tails fused into the conv that produces their input
+# ------------------------------------------------------------------------------------------------
+
+FUSABLE = ("conv:1:1", "conv:1:2", "window:4")
+"""The kinds whose element-wise tails become their epilogues."""
+
+
+def _chain_head(value: SSAValue) -> tuple[linalg.GenericOp, list[list[int]]] | None:
+    """The op that `value` (read by one element-wise op only) is the result of, reshaped by the
+    returned groups, if it is a conv of a `FUSABLE` kind or the last op of such a conv's chain
+    (`chain:...`) and nothing else reads it."""
+    if not value.has_one_use():
+        return None
+    owner = value.owner
+    groups: list[list[int]] = [[d] for d in range(len(_shape(value)))]
+    if isinstance(owner, tensor.ExpandShapeOp):
+        groups = [[int(d.value.data) for d in g.data] for g in owner.reassociation.data]
+        value = owner.src
+        owner = value.owner
+        if not value.has_one_use():
+            return None
+    if not isinstance(owner, linalg.GenericOp) or len(owner.results) != 1:
+        return None
+    tag = owner.attributes.get(TAG)
+    if not isinstance(tag, StringAttr):
+        return None
+    if tag.data in FUSABLE or tag.data.startswith("chain:"):
+        return owner, groups
+    return None
+
+
+def _fuse_init(conv: linalg.GenericOp, replaced: Operation | None = None) -> str:
+    """The operand of `conv` that its init is, as text, with the init tagged `fused:<kind>`, if
+    the init is an element-wise form that nothing else reads (but `replaced`, the op `conv`
+    replaces): the bias broadcast, a fill; else `x`, and the init is left as it is."""
+    init = conv.outputs[0]
+    owner = init.owner
+    rank = len(_shape(init))
+    if (
+        isinstance(owner, linalg.GenericOp)
+        and all(use.operation in (conv, replaced) for use in init.uses)
+        and owner.attributes.get(TAG) == StringAttr(f"elementwise:{rank}")
+    ):
+        owner.attributes[TAG] = StringAttr(f"fused:elementwise:{rank}")
+        return str(len(conv.inputs))
+    return "x"
+
+
+def _is_copy(op: linalg.GenericOp) -> bool:
+    """Whether `op` returns its only input as it is."""
+    ops = _body_ops(op)
+    return (
+        len(op.inputs) == 1
+        and len(ops) == 1
+        and _maps(op)[0] == _maps(op)[-1]
+        and ops[0].operands[0] is op.body.block.args[0]
+    )
+
+
+def _chain_of_conv(result: SSAValue, replaced: Operation) -> SSAValue:
+    """`result`, a conv form's result (or its reshape), through a copy that is the last op of
+    the conv's chain, if the conv's init can be fused into it (`_fuse_init`): the copy is tiled
+    and the conv and its init fused into its tiles, so the init costs no pass over memory of
+    its own. The first element-wise op that reads the conv replaces the copy (`_join_chain`)."""
+    owner = result.owner
+    groups: list[list[int]] | None = None
+    if isinstance(owner, tensor.ExpandShapeOp):
+        groups = [[int(d.value.data) for d in g.data] for g in owner.reassociation.data]
+        owner = owner.src.owner
+    if not isinstance(owner, linalg.GenericOp):
+        return result
+    tag = owner.attributes.get(TAG)
+    if not isinstance(tag, StringAttr) or tag.data not in FUSABLE:
+        return result
+    init = _fuse_init(owner, replaced)
+    if init == "x":
+        return result
+    owner.attributes[TAG] = StringAttr(f"fused:{tag.data}")
+    if groups is not None:
+        Rewriter.erase_op(result.owner)  # the copy is reshaped instead
+    shape = _shape(owner.results[0])
+    rank = len(shape)
+    copy = _generic(
+        [owner.results[0]],
+        _empty(shape),
+        [AffineMap.identity(rank)] * 2,
+        ["parallel"] * rank,
+        lambda args, acc: args[0],
+        f"chain:1:{init}:{tag.data}",
+    )
+    return copy if groups is None else _expand(copy, groups, _shape(result))
+
+
+def _join_chain(op: linalg.GenericOp) -> SSAValue | None:
+    """Element-wise `op` as the new last op (the root) of the chain of the conv whose result (or
+    whose chain's result) it reads: in the conv's iteration shape, with that input first, tagged
+    `chain:<n>:<init>:<conv kind>` (n: the element-wise ops of the chain, init: the operand of
+    the conv its init is, or `x` if that is not fused); the ops before it are `fused:<kind>`."""
+    out_shape = _shape(op.outputs[0])
+    identity = AffineMap.identity(len(out_shape))
+    for index, (value, amap) in enumerate(zip(op.inputs, _maps(op)[:-1], strict=True)):
+        if amap != identity or _shape(value) != out_shape:
+            continue
+        head = _chain_head(value)
+        if head is None:
+            continue
+        producer, groups = head
+        if any(_regroup_map(m, groups) is None for m in _maps(op)[:-1]):
+            return None
+        rank = len(groups)
+        tag = producer.attributes[TAG].data  # type: ignore[attr-defined]
+        first = producer.results[0]
+        if tag.startswith("chain:") and _is_copy(producer):
+            # `op` replaces the copy that ends the chain: it reads the conv.
+            first = producer.inputs[0]
+            root = tag
+        elif tag.startswith("chain:"):
+            _, n, init, kind = tag.split(":", 3)
+            producer.attributes[TAG] = StringAttr(f"fused:elementwise:{rank}")
+            root = f"chain:{int(n) + 1}:{init}:{kind}"
+        else:
+            producer.attributes[TAG] = StringAttr(f"fused:{tag}")
+            root = f"chain:1:{_fuse_init(producer)}:{tag}"
+        result = _regroup(op, groups, index, first)
+        assert result is not None
+        result.owner.attributes[TAG] = StringAttr(root)  # type: ignore[union-attr]
+        return _expand(result, groups, out_shape)
+    return None
+
+
+def _erase_dead(rewriter: PatternRewriter, values: Iterable[SSAValue]) -> None:
+    """Erase the reshapes and canonical forms among the owners of `values` that nothing reads."""
+    for value in values:
+        owner = value.owner
+        if (
+            isinstance(
+                owner,
+                tensor.ExpandShapeOp | tensor.CollapseShapeOp | tensor.EmptyOp | linalg.GenericOp,
+            )
+            and all(not r.uses for r in owner.results)
+            and (not isinstance(owner, linalg.GenericOp) or TAG in owner.attributes)
+        ):
+            operands = list(owner.operands)
+            rewriter.erase(owner)
+            _erase_dead(rewriter, operands)
+
+
+# ------------------------------------------------------------------------------------------------
 # The rewrite
 # ------------------------------------------------------------------------------------------------
 
@@ -961,17 +1229,19 @@ class _Canonicalize(RewritePattern):
         kind = classify(op)
         if kind is None:
             return
+        operands = list(op.operands)
         with ImplicitBuilder(rewriter):
             result = self._build(op, kind)
         if result is None:
             return
         rewriter.replace(op, [], [result])
+        _erase_dead(rewriter, operands)
 
     def _build(self, op: Operation, kind: str) -> SSAValue | None:
         if kind in ("conv", "window"):
             window = window_of(op)
             assert window is not None
-            return build_window(window)
+            return _chain_of_conv(build_window(window), op)
         if kind in ("matmul", "dot"):
             if isinstance(op, linalg.TransposeOp):
                 return None  # erased with the matmul that reads it
@@ -1009,7 +1279,8 @@ class _Canonicalize(RewritePattern):
                     f"elementwise:{rank}",
                 )
             assert isinstance(op, linalg.GenericOp)
-            return build_elementwise(op)
+            joined = _join_chain(op)
+            return joined if joined is not None else build_elementwise(op)
         if kind == "transpose":
             assert isinstance(op, linalg.TransposeOp)
             return _generic(
@@ -1062,6 +1333,13 @@ class VectorizeLinalgPass(ModulePass):
         %g = linalg.generic {...} ins(%w0, %xc : tensor<7x5xf32>, tensor<1x5x99xf32>) ...
                {pconv.vectorize = "conv:1:1"}
         %y = tensor.expand_shape %g [[0], [1], [2, 3]] ... into tensor<1x7x9x11xf32>
+
+    A ReLU that reads `%y` (and nothing else does) becomes the last op of the conv's chain,
+    in the conv's (n, f, pixels) shape, reading `%g` directly; the conv is `fused:conv:1:1`:
+
+        %r = linalg.generic {...} ins(%g : tensor<1x7x99xf32>) outs(...)
+               {pconv.vectorize = "chain:1:x:conv:1:1"}
+        %y = tensor.expand_shape %r [[0], [1], [2, 3]] ... into tensor<1x7x9x11xf32>
     """
 
     name = "pconv-vectorize-linalg"
@@ -1096,6 +1374,10 @@ class _Recipe:
     (0: not shared), each a whole number of register tiles. An op takes the first way that
     gives it `PARALLEL_ITERATIONS` whole chunks in one of the dims it shares; with none (or no
     way), it runs on one thread."""
+    fuse: tuple[int, ...] | None = None
+    """For the last op of a conv's chain (`chain:...`): the operands to follow from it, one
+    after the other, to the ops fused into each loop it is tiled into (the earlier element-wise
+    ops, the conv, its init); None for other kinds."""
 
     @property
     def loops(self) -> list[int]:
@@ -1117,6 +1399,27 @@ def _cuts(share: Sequence[int]) -> list[tuple[int, int]]:
 
 def _recipe(kind: str, tiles: VectorTiles) -> _Recipe | None:
     name, *params = kind.split(":")
+    if name == "fused":
+        # Fused into the loops of its chain's last op: only its reduction is tiled.
+        base = _recipe(":".join(params), tiles)
+        if base is None:
+            return None
+        return _Recipe((), reduction=base.reduction, contraction=base.contraction)
+    if name == "chain":
+        # The conv's parallel dims, tiled and shared as the conv's.
+        n, init, *conv = params
+        base = _recipe(":".join(conv), tiles)
+        if base is None:
+            return None
+        fuse = (0,) * int(n) + ((int(init),) if init != "x" else ())
+        keep = [d for d in range(len(base.parallel)) if not (base.reduction and base.reduction[d])]
+        order = base.order if base.order is not None else range(len(base.parallel))
+        return _Recipe(
+            tuple(base.parallel[d] for d in keep),
+            tuple(keep.index(d) for d in order if d in keep),
+            shares=tuple(tuple(share[d] for d in keep) for share in base.shares),
+            fuse=fuse,
+        )
     numbers = [int(p) for p in params]
     if name == "conv":
         lead, spatial = numbers
@@ -1219,19 +1522,21 @@ def _any(n: int) -> str:
     return ", ".join(["!transform.any_op"] * n)
 
 
-def _foreach(handle: str, sequence: str) -> str:
+def _foreach(handle: str, sequence: str, failures: str = "suppress") -> str:
     return (
         f"    transform.foreach {handle} : !transform.any_op {{\n"
         f"    ^bb0(%each: !transform.any_op):\n"
-        f"      transform.include @{sequence} failures(suppress) (%each)"
+        f"      transform.include @{sequence} failures({failures}) (%each)"
         f" : (!transform.any_op) -> ()\n"
         f"    }}\n"
     )
 
 
-def _match_tag(name: str, kind: str, share: int | None = None) -> str:
-    """Match the ops tagged `kind` (that take share number `share`, if given)."""
+def _match_tag(name: str, kind: str, share: int | None = None, *, rest: bool = False) -> str:
+    """Match the ops tagged `kind` (that take share number `share`, if given; the second parts
+    of split ops only, with `rest`)."""
     attrs = f'{TAG} = "{kind}"' + (f", {SHARE} = {share} : i64" if share is not None else "")
+    attrs += f", {REST}" if rest else ""
     return (
         f"    %{name} = transform.structured.match attributes{{{attrs}}} in %root"
         f" : (!transform.any_op) -> !transform.any_op\n"
@@ -1240,8 +1545,9 @@ def _match_tag(name: str, kind: str, share: int | None = None) -> str:
 
 def _split_sequence(dim: int, chunk: int) -> str:
     """`@pconv_split_<dim>_<chunk>`: split an op after the last whole chunk of `chunk`
-    iterations of its loop dim `dim` (both parts keep the op's attributes) when it has a whole
-    chunk and a rest; a silenceable failure, with the op left as it is, otherwise."""
+    iterations of its loop dim `dim` (both parts keep the op's attributes, the second is marked
+    `REST`) when it has a whole chunk and a rest; a silenceable failure, with the op left as it
+    is, otherwise."""
     p64 = "!transform.param<i64>"
     return (
         f"  transform.named_sequence @pconv_split_{dim}_{chunk}(\n"
@@ -1263,6 +1569,9 @@ def _split_sequence(dim: int, chunk: int) -> str:
         f"      transform.match.param.cmpi gt %whole, %zero : {p64}\n"
         f"      %parts = transform.structured.split %target after %whole {{dimension = {dim}}}"
         f" : !transform.any_op, {p64}\n"
+        f"      %first, %second = transform.split_handle %parts"
+        f" : (!transform.any_op) -> (!transform.any_op, !transform.any_op)\n"
+        f'      transform.annotate %second "{REST}" : !transform.any_op\n'
         f"    }}\n"
         f"    transform.yield\n"
         f"  }}\n"
@@ -1307,6 +1616,94 @@ def _conditions(share: Sequence[int]) -> list[tuple[int, int]]:
     return [(d, PARALLEL_ITERATIONS * t) for d, t in enumerate(share) if t]
 
 
+def _fuse_sequence(operand: int) -> str:
+    """`@pconv_fuse_<operand>`: fuse the producer of `operand` of an op in a loop (read through
+    the slice that tiling made) into the loop; the fused op."""
+    any_ = "!transform.any_op"
+    return (
+        f"  transform.named_sequence @pconv_fuse_{operand}(\n"
+        f"      %op: {any_} {{transform.readonly}}, %loop: {any_} {{transform.readonly}})"
+        f" -> {any_} {{\n"
+        f"    %slice = transform.get_producer_of_operand %op[{operand}] : ({any_}) -> {any_}\n"
+        f"    %producer = transform.get_producer_of_operand %slice[0] : ({any_}) -> {any_}\n"
+        f"    %fused, %new_loop = transform.structured.fuse_into_containing_op %producer"
+        f" into %loop : ({any_}, {any_}) -> ({any_}, {any_})\n"
+        f"    transform.yield %fused : {any_}\n"
+        f"  }}\n"
+    )
+
+
+def _chain_sequences(i: int, kind: str, recipe: _Recipe) -> list[str]:
+    """`@pconv_chain_<i>`: fuse the chain of the last op `%op` of a conv's chain (kind number
+    `i`) into `%loop`, the loop it was just tiled into, from the last op up (dead ops erased
+    first, so that no dead slice reads an op after a `scf.forall`, and slices of slices merged,
+    so that each producer is read through one slice); `@pconv_forall_<i>_<j>`: share an op
+    of that kind between threads by its share `j` and fuse its chain into the `scf.forall`;
+    `@pconv_tile_<i>`: tile an op of that kind to register tiles, fuse its chain into the
+    innermost loop, mark the loops to peel and the op as tiled (`<kind>:tiled`, the tag step 4
+    vectorises, so that step 1 does not tile it again)."""
+    assert recipe.fuse is not None
+    any_ = "!transform.any_op"
+    lines = [
+        f"  transform.named_sequence @pconv_chain_{i}(\n"
+        f"      %op: {any_} {{transform.readonly}}, %loop: {any_} {{transform.readonly}}) {{\n"
+        f'    %func = transform.get_parent_op %loop {{op_name = "func.func"}}'
+        f" : ({any_}) -> {any_}\n"
+        f"    transform.apply_dce to %func : {any_}\n"
+        f"    transform.apply_patterns to %loop {{\n"
+        f"      transform.apply_patterns.tensor.merge_consecutive_insert_extract_slice\n"
+        f"    }} : {any_}\n"
+    ]
+    current = "%op"
+    for step, operand in enumerate(recipe.fuse):
+        lines.append(
+            f"    %f{step} = transform.include @pconv_fuse_{operand} failures(propagate)"
+            f" ({current}, %loop) : ({any_}, {any_}) -> {any_}\n"
+        )
+        current = f"%f{step}"
+    lines.append("    transform.yield\n  }\n")
+    n_loops = len(recipe.loops)
+    loops = ", ".join(f"%l{j}" for j in range(n_loops))
+    order = f" interchange = {list(recipe.order)}" if recipe.order else ""
+    lines.append(
+        f"  transform.named_sequence @pconv_tile_{i}(%op: {any_} {{transform.consumed}}) {{\n"
+        f"    %tiled, {loops} = transform.structured.tile_using_for %op"
+        f" tile_sizes {list(recipe.parallel)}{order} : ({any_}) -> ({_any(n_loops + 1)})\n"
+        f"    transform.include @pconv_chain_{i} failures(propagate) (%tiled, %l{n_loops - 1})"
+        f" : ({any_}, {any_}) -> ()\n"
+    )
+    for rank, loop in enumerate(recipe.peel):
+        lines.append(f'    transform.annotate %l{loop} "pconv.peel{rank}" : {any_}\n')
+    lines.append(
+        f'    %kind = transform.param.constant "{kind}:tiled" -> !transform.any_param\n'
+        f'    transform.annotate %tiled "{TAG}" = %kind : {any_}, !transform.any_param\n'
+        f"    transform.yield\n"
+        f"  }}\n"
+    )
+    for j, share in enumerate(recipe.shares):
+        lines.append(
+            f"  transform.named_sequence @pconv_forall_{i}_{j}(\n"
+            f"      %op: {any_} {{transform.consumed}}) {{\n"
+            f"    %tiled, %forall = transform.structured.tile_using_forall %op"
+            f" tile_sizes {list(share)} : ({any_}) -> ({any_}, {any_})\n"
+            f"    transform.include @pconv_chain_{i} failures(propagate) (%tiled, %forall)"
+            f" : ({any_}, {any_}) -> ()\n"
+            f"    transform.yield\n"
+            f"  }}\n"
+        )
+    return lines
+
+
+def _chain_library(recipes: dict[str, _Recipe]) -> list[str]:
+    """The named sequences that fuse the chains of convs (steps 0 and 1 of `transform_script`)."""
+    chains = [(i, k, r) for i, (k, r) in enumerate(recipes.items()) if r.fuse is not None]
+    operands = sorted({o for _, _, r in chains for o in r.fuse or ()})
+    return [
+        *(_fuse_sequence(o) for o in operands),
+        *(line for i, k, r in chains for line in _chain_sequences(i, k, r)),
+    ]
+
+
 def _share_library(recipes: dict[str, _Recipe]) -> list[str]:
     """The named sequences that step 0 of `transform_script` includes."""
     shares = [share for r in recipes.values() for share in r.shares]
@@ -1344,6 +1741,15 @@ def _share(i: int, kind: str, recipe: _Recipe) -> list[str]:
         for d, t in _cuts(share):
             lines.append(_match_tag(f"s{i}_{j}_d{d}", kind, j))
             lines.append(_foreach(f"%s{i}_{j}_d{d}", f"pconv_split_{d}_{t}"))
+        if recipe.fuse is not None:
+            # A chain: the rests of split ops are tiled to register tiles first (on the
+            # calling thread), so that the ops of a chain are read by no later op when they
+            # are fused into a `scf.forall` (which would then return them whole).
+            lines.append(_match_tag(f"s{i}_{j}_rest", kind, j, rest=True))
+            lines.append(_foreach(f"%s{i}_{j}_rest", f"pconv_tile_{i}", "propagate"))
+            lines.append(_match_tag(f"s{i}_{j}", kind, j))
+            lines.append(_foreach(f"%s{i}_{j}", f"pconv_forall_{i}_{j}", "propagate"))
+            continue
         lines.append(_match_tag(f"s{i}_{j}", kind, j))
         lines.append(
             f"    %s{i}_{j}_t, %s{i}_{j}_f = transform.structured.tile_using_forall %s{i}_{j}"
@@ -1354,11 +1760,12 @@ def _share(i: int, kind: str, recipe: _Recipe) -> list[str]:
 
 def transform_script(kinds: Iterable[str], target: Machine | str = "host") -> str:
     """The transform-dialect library (`@__transform_main`) that shares between threads, tiles,
-    peels, vectorises and lowers every op tagged with one of `kinds` for `target`. A pure
-    function of its arguments; with no kind it is a script that does nothing."""
+    peels, vectorises and lowers every op tagged with one of `kinds` for `target` (a chain's
+    ops fused into the loops of its root, see the module docstring). A pure function of its
+    arguments; with no kind it is a script that does nothing."""
     tiles = vector_tiles(target)
     recipes = {k: r for k in sorted(set(kinds)) if (r := _recipe(k, tiles)) is not None}
-    lines = [_HEADER, *_share_library(recipes), _MAIN]
+    lines = [_HEADER, *_share_library(recipes), *_chain_library(recipes), _MAIN]
     if not recipes:
         return "".join([*lines, _FOOTER])
     lines.append(
@@ -1367,12 +1774,16 @@ def transform_script(kinds: Iterable[str], target: Machine | str = "host") -> st
     )
     # 0. Share the outer loops between threads: `scf.forall` (after bufferization
     # `scf.parallel`, then OpenMP) of whole register tiles, so that every chunk has the static
-    # shape the steps below need.
+    # shape the steps below need. A chain is fused into each `scf.forall` of its root.
     for i, (kind, recipe) in enumerate(recipes.items()):
         lines.extend(_share(i, kind, recipe))
     # 1. Tile the parallel dims to a register tile; mark the loops to peel, outer ones first.
+    # A chain is fused into the innermost loop of its root.
     for i, (kind, recipe) in enumerate(recipes.items()):
         lines.append(_match_tag(f"k{i}", kind))
+        if recipe.fuse is not None:  # a chain, fused into the loops of its last op
+            lines.append(_foreach(f"%k{i}", f"pconv_tile_{i}", "propagate"))
+            continue
         n_loops = len(recipe.loops)
         if n_loops == 0:
             continue
@@ -1412,7 +1823,7 @@ def transform_script(kinds: Iterable[str], target: Machine | str = "host") -> st
         lines.append(f'    transform.annotate %r{i}_l "pconv.acc" : !transform.any_op\n')
     # 4. Vectorise.
     for i, (kind, recipe) in enumerate(recipes.items()):
-        lines.append(_match_tag(f"v{i}", kind))
+        lines.append(_match_tag(f"v{i}", f"{kind}:tiled" if recipe.fuse is not None else kind))
         sequence = "pconv_vectorize_contraction" if recipe.contraction else "pconv_vectorize"
         lines.append(_foreach(f"%v{i}", sequence))
     # No canonicalization once unit dims are dropped: LLVM 22 folds a `shape_cast` next to a
@@ -1450,6 +1861,13 @@ def transform_script(kinds: Iterable[str], target: Machine | str = "host") -> st
         "      transform.apply_patterns.vector.lower_broadcast\n"
         '      transform.apply_patterns.vector.lower_transpose lowering_strategy = "shuffle_1d"\n'
         "      transform.apply_patterns.vector.lower_shape_cast\n"
+        "    } : !transform.any_op\n"
+    )
+    # 7. With the shape casts lowered, canonicalize: the tensors that hoisting left as loop
+    # arguments of the reduction loops (a fused init's tile, written and never read) go.
+    lines.append(
+        "    transform.apply_patterns to %funcs {\n"
+        "      transform.apply_patterns.canonicalization\n"
         "    } : !transform.any_op\n"
     )
     lines.append(_FOOTER)

@@ -8,19 +8,29 @@
 // form, tagged pconv.vectorize = "<kind>" (pconv_mlir.lowering.vectorize_linalg); inputs as
 // torch-mlir emits them, on odd shapes. x86_64: 8 lanes, conv tiles of 6 filters x 16 pixels.
 
-// A 1x1 conv over the whole image is a matmul of the weights and the flattened pixels.
+// A 1x1 conv over the whole image is a matmul of the weights and the flattened pixels. Its init
+// (here a fill) takes the same (n, f, pixels) shape, and a copy is the last op of the conv's
+// chain (`chain:<element-wise ops>:<init operand>:<conv form>`): the transform script tiles
+// the copy and fuses the conv and its init (`fused:<form>`) into its tiles.
 // CHECK-LABEL: func.func @conv1x1
-// CHECK:         %[[INIT:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> ()>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>]
-// CHECK-SAME:      {pconv.vectorize = "elementwise:4"}
 // CHECK:         %[[W:.*]] = tensor.extract_slice %w[0, 0, 0, 0] [7, 5, 1, 1] [1, 1, 1, 1] : tensor<7x5x1x1xf32> to tensor<7x5xf32>
 // CHECK:         %[[X:.*]] = tensor.collapse_shape %x {{\[}}[0 : i64], [1 : i64], [2 : i64, 3 : i64]] : tensor<1x5x9x11xf32> into tensor<1x5x99xf32>
-// CHECK:         %[[ACC:.*]] = tensor.collapse_shape %[[INIT]] {{.*}} into tensor<1x7x99xf32>
+// CHECK:         %[[E:.*]] = tensor.collapse_shape %e {{.*}} into tensor<1x7x99xf32>
+// CHECK:         %[[INIT:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> ()>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>]
+// CHECK-SAME:      ins(%zero : f32) outs(%[[E]] : tensor<1x7x99xf32>)
+// CHECK-SAME:      {pconv.vectorize = "fused:elementwise:3"}
 // CHECK:         %[[Y:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d1, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d3, d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
-// CHECK-SAME:      ins(%[[W]], %[[X]] : tensor<7x5xf32>, tensor<1x5x99xf32>) outs(%[[ACC]] : tensor<1x7x99xf32>)
-// CHECK-SAME:      {pconv.vectorize = "conv:1:1"}
+// CHECK-SAME:      ins(%[[W]], %[[X]] : tensor<7x5xf32>, tensor<1x5x99xf32>) outs(%[[INIT]] : tensor<1x7x99xf32>)
+// CHECK-SAME:      {pconv.vectorize = "fused:conv:1:1"}
 // CHECK:           arith.mulf
 // CHECK-NEXT:      arith.addf
-// CHECK:         tensor.expand_shape %[[Y]] {{.*}} into tensor<1x7x9x11xf32>
+// CHECK:         %[[C:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>]
+// CHECK-SAME:      ins(%[[Y]] : tensor<1x7x99xf32>)
+// CHECK-SAME:      {pconv.vectorize = "chain:1:2:conv:1:1"}
+// CHECK-NEXT:    ^{{.*}}(%[[IN:.*]]: f32, %{{.*}}: f32):
+// CHECK-NEXT:      linalg.yield %[[IN]] : f32
+// CHECK:         %y = tensor.expand_shape %[[C]] {{.*}} into tensor<1x7x9x11xf32>
+// CHECK-NEXT:    func.return %y
 // CHECK-NOT:     linalg.conv_2d_nchw_fchw
 
 // The conv becomes vector FMAs: no scalar multiply is left.
@@ -64,6 +74,96 @@ func.func @conv1x1_threads(%x: tensor<1x5x13x11xf32>, %w: tensor<7x5x1x1xf32>,
       ins(%x, %w : tensor<1x5x13x11xf32>, tensor<7x5x1x1xf32>)
       outs(%init : tensor<1x7x13x11xf32>) -> tensor<1x7x13x11xf32>
   func.return %y : tensor<1x7x13x11xf32>
+}
+
+// -----
+
+// The element-wise tails of a 1x1 conv (ReLU, a residual add whose other operand is a block
+// input, ReLU) take the conv's (n, f, pixels) shape, each reading the op before it directly
+// (as its first operand); the bias broadcast, the conv and the tails but the last are fused
+// into the tiles of the last: no reshape between them, no element-wise op on its own.
+// CHECK-LABEL: func.func @conv1x1_chain
+// CHECK:         %[[INIT:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d1)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>]
+// CHECK-SAME:      ins(%b : tensor<16xf32>) outs(%{{.*}} : tensor<1x16x143xf32>)
+// CHECK-SAME:      {pconv.vectorize = "fused:elementwise:3"}
+// CHECK:         %[[C:.*]] = linalg.generic
+// CHECK-SAME:      outs(%[[INIT]] : tensor<1x16x143xf32>)
+// CHECK-SAME:      {pconv.vectorize = "fused:conv:1:1"}
+// CHECK:         %[[RELU:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>]
+// CHECK-SAME:      ins(%[[C]] : tensor<1x16x143xf32>)
+// CHECK-SAME:      {pconv.vectorize = "fused:elementwise:3"}
+// CHECK:         %[[R:.*]] = tensor.collapse_shape %r {{.*}} into tensor<1x16x143xf32>
+// CHECK:         %[[ADD:.*]] = linalg.generic
+// CHECK-SAME:      ins(%[[RELU]], %[[R]] : tensor<1x16x143xf32>, tensor<1x16x143xf32>)
+// CHECK-SAME:      {pconv.vectorize = "fused:elementwise:3"}
+// CHECK-NEXT:    ^{{.*}}(%[[V:.*]]: f32, %[[A:.*]]: f32, %{{.*}}: f32):
+// CHECK-NEXT:      arith.addf %[[A]], %[[V]] : f32
+// CHECK:         %[[Y:.*]] = linalg.generic
+// CHECK-SAME:      ins(%[[ADD]] : tensor<1x16x143xf32>)
+// CHECK-SAME:      {pconv.vectorize = "chain:3:2:conv:1:1"}
+// CHECK:         %y = tensor.expand_shape %[[Y]] {{.*}} into tensor<1x16x13x11xf32>
+// CHECK-NEXT:    func.return %y
+// One parallel region for the 8 whole tiles of 16 pixels (the conv's FMAs, then the tail on
+// its accumulators: ReLU, add, ReLU), the rest of 15 pixels on the calling thread the same way;
+// one buffer, the result's: none for the conv or a tail.
+// LLVM-LABEL: define void @conv1x1_chain(
+// LLVM:         call ptr @_mlir_memref_to_llvm_alloc(i64 9216)
+// LLVM-NOT:     @_mlir_memref_to_llvm_alloc
+// LLVM:         call void (ptr, i32, ptr, ...) @__kmpc_fork_call(ptr @{{[0-9]+}}, i32 1, ptr @conv1x1_chain..omp_par,
+// LLVM-NOT:     @__kmpc_fork_call
+// LLVM-NOT:     @_mlir_memref_to_llvm_alloc
+// LLVM:         call <15 x float> @llvm.fmuladd.v15f32
+// LLVM:         fcmp ugt <15 x float>
+// LLVM:         fadd <15 x float>
+// LLVM:         fcmp ugt <15 x float>
+// LLVM-NOT:     @__kmpc_fork_call
+// LLVM-NOT:     @_mlir_memref_to_llvm_alloc
+// LLVM:         ret void
+// LLVM-LABEL: define internal void @conv1x1_chain..omp_par(
+// LLVM-NOT:     @_mlir_memref_to_llvm_alloc
+// LLVM:         call <16 x float> @llvm.fmuladd.v16f32
+// LLVM-NOT:     @_mlir_memref_to_llvm_alloc
+// LLVM:         fcmp ugt <16 x float>
+// LLVM:         fadd <16 x float>
+// LLVM:         fcmp ugt <16 x float>
+// LLVM-NOT:     @_mlir_memref_to_llvm_alloc
+// LLVM:         ret void
+func.func @conv1x1_chain(%x: tensor<1x8x13x11xf32>, %w: tensor<16x8x1x1xf32>, %b: tensor<16xf32>,
+                         %r: tensor<1x16x13x11xf32>) -> tensor<1x16x13x11xf32> {
+  %zero = arith.constant 0.000000e+00 : f32
+  %e = tensor.empty() : tensor<1x16x13x11xf32>
+  %init = linalg.broadcast ins(%b : tensor<16xf32>) outs(%e : tensor<1x16x13x11xf32>) dimensions = [0, 2, 3]
+  %c = linalg.conv_2d_nchw_fchw {dilations = dense<1> : vector<2xi64>, strides = dense<1> : vector<2xi64>}
+      ins(%x, %w : tensor<1x8x13x11xf32>, tensor<16x8x1x1xf32>)
+      outs(%init : tensor<1x16x13x11xf32>) -> tensor<1x16x13x11xf32>
+  %relu = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>,
+                                           affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>],
+                          iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%c : tensor<1x16x13x11xf32>) outs(%e : tensor<1x16x13x11xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %p = arith.cmpf ugt, %in, %zero : f32
+    %s = arith.select %p, %in, %zero : f32
+    linalg.yield %s : f32
+  } -> tensor<1x16x13x11xf32>
+  %add = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>,
+                                          affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>,
+                                          affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>],
+                         iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%r, %relu : tensor<1x16x13x11xf32>, tensor<1x16x13x11xf32>) outs(%e : tensor<1x16x13x11xf32>) {
+  ^bb0(%a: f32, %v: f32, %out: f32):
+    %s = arith.addf %a, %v : f32
+    linalg.yield %s : f32
+  } -> tensor<1x16x13x11xf32>
+  %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>,
+                                        affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>],
+                       iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%add : tensor<1x16x13x11xf32>) outs(%e : tensor<1x16x13x11xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %p = arith.cmpf ugt, %in, %zero : f32
+    %s = arith.select %p, %in, %zero : f32
+    linalg.yield %s : f32
+  } -> tensor<1x16x13x11xf32>
+  func.return %y : tensor<1x16x13x11xf32>
 }
 
 // -----
@@ -150,6 +250,57 @@ func.func @depthwise(%x: tensor<1x6x11x9xf32>, %w: tensor<6x3x3xf32>,
     %m = arith.mulf %in, %wt : f32
     %s = arith.addf %acc, %m : f32
     linalg.yield %s : f32
+  } -> tensor<1x6x9x7xf32>
+  func.return %y : tensor<1x6x9x7xf32>
+}
+
+// -----
+
+// A depthwise conv with its bias and ReLU6 (MobileNet-V2): the ReLU6 keeps the conv's (n, c,
+// oh, ow) shape and is the last op of its chain (the init is operand 18, after 9 taps and 9
+// weights); the function has one loop nest, its tiles clamped in registers.
+// CHECK-LABEL: func.func @depthwise_relu6
+// CHECK:         %[[INIT:.*]] = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d1)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>]
+// CHECK-SAME:      {pconv.vectorize = "fused:elementwise:4"}
+// CHECK:         %[[D:.*]] = linalg.generic
+// CHECK-SAME:      outs(%[[INIT]] : tensor<1x6x9x7xf32>)
+// CHECK-SAME:      {pconv.vectorize = "fused:window:4"}
+// CHECK:         %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>]
+// CHECK-SAME:      ins(%[[D]] : tensor<1x6x9x7xf32>)
+// CHECK-SAME:      {pconv.vectorize = "chain:1:18:window:4"}
+// CHECK:           arith.maximumf
+// CHECK-NEXT:      arith.minimumf
+// CHECK:         func.return %y
+// LLVM-LABEL: define void @depthwise_relu6(
+// LLVM:         call ptr @_mlir_memref_to_llvm_alloc(i64 1576)
+// LLVM-NOT:     @_mlir_memref_to_llvm_alloc
+// LLVM:         call <7 x float> @llvm.minimum.v7f32
+// LLVM-NOT:     @_mlir_memref_to_llvm_alloc
+// LLVM:         ret void
+func.func @depthwise_relu6(%x: tensor<1x6x11x9xf32>, %w: tensor<6x3x3xf32>,
+                           %b: tensor<6xf32>) -> tensor<1x6x9x7xf32> {
+  %zero = arith.constant 0.000000e+00 : f32
+  %six = arith.constant 6.000000e+00 : f32
+  %e = tensor.empty() : tensor<1x6x9x7xf32>
+  %init = linalg.broadcast ins(%b : tensor<6xf32>) outs(%e : tensor<1x6x9x7xf32>) dimensions = [0, 2, 3]
+  %d = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d3, d1 + d4, d2 + d5)>,
+                                        affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d4, d5)>,
+                                        affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d3, d1, d2)>],
+                       iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction"]}
+      ins(%x, %w : tensor<1x6x11x9xf32>, tensor<6x3x3xf32>) outs(%init : tensor<1x6x9x7xf32>) {
+  ^bb0(%in: f32, %wt: f32, %acc: f32):
+    %m = arith.mulf %in, %wt : f32
+    %s = arith.addf %acc, %m : f32
+    linalg.yield %s : f32
+  } -> tensor<1x6x9x7xf32>
+  %y = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>,
+                                        affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>],
+                       iterator_types = ["parallel", "parallel", "parallel", "parallel"]}
+      ins(%d : tensor<1x6x9x7xf32>) outs(%e : tensor<1x6x9x7xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %lo = arith.maximumf %in, %zero : f32
+    %hi = arith.minimumf %lo, %six : f32
+    linalg.yield %hi : f32
   } -> tensor<1x6x9x7xf32>
   func.return %y : tensor<1x6x9x7xf32>
 }
