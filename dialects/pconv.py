@@ -226,6 +226,9 @@ class ScheduleField:
     minimum: int
     doc: str
     power_of_two: bool = False
+    maximum: int | None = None
+    gpu: bool = False
+    """A GPU parameter (convert-pconv-to-gpu): printed only when it is not its default."""
 
 
 SCHEDULE_FIELDS: dict[str, ScheduleField] = {
@@ -241,9 +244,26 @@ SCHEDULE_FIELDS: dict[str, ScheduleField] = {
     "tile_channels": ScheduleField(
         0, 0, "input channels per cache block, all filters over one block before the next (0: none)"
     ),
+    "gpu_block_pixels": ScheduleField(
+        4, 1, "GPU: consecutive output columns of one row per work-item", maximum=16, gpu=True
+    ),
+    "gpu_filters_per_item": ScheduleField(
+        4, 1, "GPU: consecutive stored filters one work-item computes", maximum=16, gpu=True
+    ),
+    "gpu_workgroup_x": ScheduleField(
+        16, 1, "GPU: work-items of a work-group along the output row's pixel blocks", gpu=True
+    ),
+    "gpu_workgroup_y": ScheduleField(
+        4, 1, "GPU: work-items of a work-group along the output rows", gpu=True
+    ),
 }
 """The schedule's vocabulary: the one place a schedule parameter is defined. The attribute,
 its parser, printer and verifier, the passes that set it and `compile`'s options all read it."""
+
+GPU_WORKGROUP_LIMIT = 256
+"""Most work-items a GPU schedule's work-group may hold (`gpu_workgroup_x * gpu_workgroup_y`):
+within the device limits of mobile GPUs (Adreno, Mali); a register-heavy kernel may still be
+allowed fewer (`CL_KERNEL_WORK_GROUP_SIZE`)."""
 
 
 @irdl_attr_definition
@@ -255,11 +275,15 @@ class ScheduleAttr(ParametrizedAttribute):
     registers while a filter's kernels stream past (the generator shrinks it to the output
     when the output is smaller); each output vector sums `partial_sums` accumulators;
     `unroll_filters` stored filters advance in lock-step; `tile_channels` > 0 blocks the input
-    channels (the FKW `stride` table then has one run per block and pattern). Omitted keys
-    take their defaults; the attribute always prints them all.
+    channels (the FKW `stride` table then has one run per block and pattern). The `gpu_*`
+    parameters are convert-pconv-to-gpu's: a work-item computes `gpu_block_pixels` consecutive
+    output columns of one row for `gpu_filters_per_item` stored filters, in work-groups of
+    `gpu_workgroup_x` (pixel blocks) x `gpu_workgroup_y` (rows) work-items, at most
+    `GPU_WORKGROUP_LIMIT`. Omitted keys take their defaults; the attribute always prints the
+    CPU parameters, and a GPU one only when it is not its default.
 
         #pconv.schedule<vector_width = 8, unroll_rows = 3, unroll_cols = 2, partial_sums = 1,
-                        unroll_filters = 1, tile_channels = 0>
+                        unroll_filters = 1, tile_channels = 0, gpu_block_pixels = 2>
     """
 
     name = "pconv.schedule"
@@ -316,7 +340,11 @@ class ScheduleAttr(ParametrizedAttribute):
         return tuple(IntAttr(merged[k]) for k in SCHEDULE_FIELDS)
 
     def print_parameters(self, printer: Printer) -> None:
-        body = ", ".join(f"{k} = {v}" for k, v in self.as_dict().items())
+        body = ", ".join(
+            f"{k} = {v}"
+            for k, v in self.as_dict().items()
+            if not SCHEDULE_FIELDS[k].gpu or v != SCHEDULE_FIELDS[k].default
+        )
         printer.print_string(f"<{body}>")
 
     def verify(self) -> None:
@@ -324,10 +352,18 @@ class ScheduleAttr(ParametrizedAttribute):
             field = SCHEDULE_FIELDS[key]
             if value < field.minimum:
                 raise VerifyException(f"schedule {key} = {value} must be at least {field.minimum}")
+            if field.maximum is not None and value > field.maximum:
+                raise VerifyException(f"schedule {key} = {value} must be at most {field.maximum}")
             if field.power_of_two and value & (value - 1):
                 raise VerifyException(f"schedule {key} = {value} is not a power of two")
             if value >= 2**31:
                 raise VerifyException(f"schedule {key} = {value} is too large")
+        x, y = self["gpu_workgroup_x"], self["gpu_workgroup_y"]
+        if x * y > GPU_WORKGROUP_LIMIT:
+            raise VerifyException(
+                f"schedule gpu_workgroup_x = {x} x gpu_workgroup_y = {y} is {x * y} work-items, "
+                f"more than {GPU_WORKGROUP_LIMIT}"
+            )
 
 
 ScheduleAttr.DEFAULT = ScheduleAttr(*(IntAttr(f.default) for f in SCHEDULE_FIELDS.values()))

@@ -23,6 +23,10 @@ PASSES: dict[str, tuple[str, str]] = {
         "ConvertPconvToLoopsPass",
     ),
     "pconv-lre": ("pconv_mlir.passes.pconv_lre", "PconvLrePass"),
+    "convert-pconv-to-gpu": (
+        "pconv_mlir.lowering.convert_pconv_to_gpu",
+        "ConvertPconvToGpuPass",
+    ),
     "pconv-vectorize-linalg": (
         "pconv_mlir.lowering.vectorize_linalg",
         "VectorizeLinalgPass",

@@ -10,7 +10,8 @@ which `-t` output format prints its code (`target`). `compile`, the tuner, the b
 `pconv-opt -t` look a backend up here, once.
 
 Adding a back end is one new file in this package (a `Backend` subclass, see `base.py`) and one
-entry in `BACKENDS`.
+entry in `BACKENDS`. An output format that no backend owns yet (`-t opencl`, `-t opencl-launch`:
+the GPU kernels, before there is an OpenCL backend) is one entry in `TARGETS`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
 }
 """Backend name -> (module, class, the `-t` target that prints its code)."""
 
+TARGETS: dict[str, tuple[str, str]] = {
+    "opencl": ("pconv_mlir.backends.opencl", "OpenClTarget"),
+    "opencl-launch": ("pconv_mlir.backends.opencl", "OpenClLaunchTarget"),
+}
+"""`-t` output formats that no backend object owns (yet): name -> (module, class)."""
+
 
 def backend_class(name: str) -> type[Backend]:
     """The class of backend `name`; `OptionError` naming the choices for an unknown one."""
@@ -49,12 +56,19 @@ def get_backend(name: str, **options: Any) -> Backend:
 
 
 def get_all_targets() -> dict[str, Callable[[], type[Target]]]:
-    """The `-t` output formats of every backend, by name, each imported when asked for."""
+    """The `-t` output formats of every backend and of `TARGETS`, by name, each imported when
+    asked for."""
     targets: dict[str, Callable[[], type[Target]]] = {}
     for name, (_, _, target) in BACKENDS.items():
         targets.setdefault(target, partial(_target_of, name))
+    for name, (module, cls) in TARGETS.items():
+        targets.setdefault(name, partial(_import_target, module, cls))
     return targets
 
 
 def _target_of(backend: str) -> type[Target]:
     return backend_class(backend).target
+
+
+def _import_target(module: str, cls: str) -> type[Target]:
+    return getattr(import_module(module), cls)
