@@ -98,6 +98,7 @@ from xdsl.dialects.builtin import (
     f32,
     i64,
 )
+from xdsl.dialects.func import CallOp
 from xdsl.dialects.linalg import ops as linalg
 from xdsl.dialects.linalg.attrs import IteratorType, IteratorTypeAttr
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
@@ -120,6 +121,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from pconv_mlir.errors import op_location
 from pconv_mlir.lowering.convert_pconv_to_loops import PARALLEL_ITERATIONS
 from pconv_mlir.machine import Machine, machine
+from pconv_mlir.passes.pconv_profile_layers import BEGIN, END
 
 __all__ = [
     "TAG",
@@ -1299,16 +1301,96 @@ class _Canonicalize(RewritePattern):
         return None
 
 
+def _layer_call(op: Operation) -> tuple[str, int] | None:
+    """(`BEGIN` or `END`, layer number) if `op` is a call `pconv-profile-layers` put in."""
+    if not isinstance(op, CallOp) or op.callee.string_value() not in (BEGIN, END):
+        return None
+    number = op.arguments[0].owner if op.arguments else None
+    if not isinstance(number, arith.ConstantOp) or not isinstance(number.value, IntegerAttr):
+        return None
+    return op.callee.string_value(), number.value.value.data
+
+
+def _timed_layer(op: Operation) -> int | None:
+    """The number of the profiled layer whose timers enclose `op` in its block, if any."""
+    before = op.prev_op
+    while before is not None:
+        call = _layer_call(before)
+        if call is not None:
+            return call[1] if call[0] == BEGIN else None
+        before = before.prev_op
+    return None
+
+
+def _chain_ops(root: Operation) -> list[Operation]:
+    """The ops of the chain that `root` (tagged `chain:...`) ends, from it back to its conv."""
+    chain = [root]
+    while isinstance(chain[-1], linalg.GenericOp) and chain[-1].inputs:
+        producer = chain[-1].inputs[0].owner
+        tag = producer.attributes.get(TAG) if isinstance(producer, linalg.GenericOp) else None
+        if not (
+            isinstance(tag, StringAttr)
+            and tag.data.startswith("fused:")
+            and producer.parent_block() is root.parent_block()
+        ):
+            break
+        chain.append(producer)
+    return chain
+
+
+def _time_chains_as_their_conv(module: ModuleOp) -> None:
+    """In a module `pconv-profile-layers` has timed: the ops of a conv's chain run in the loops
+    of its last op, so the conv's end timer moves after that op and the timers of the chain's
+    other layers are erased. The profile then books the whole chain on the conv's row (its
+    fused tails' rows read zero), as it does for a pconv layer's fused epilogue."""
+    roots = [
+        op
+        for op in module.walk()
+        if isinstance(tag := op.attributes.get(TAG), StringAttr) and tag.data.startswith("chain:")
+    ]
+    for root in roots:
+        chain = _chain_ops(root)
+        conv = _timed_layer(chain[-1])
+        if conv is None:
+            continue
+        block = root.parent_block()
+        assert block is not None
+        timers = {
+            call: op for op in block.ops if (call := _layer_call(op)) is not None
+        }  # (BEGIN/END, layer) -> call op
+        if (END, conv) not in timers:
+            continue
+        for number in {n for n in map(_timed_layer, chain) if n is not None} - {conv}:
+            for kind in (BEGIN, END):
+                call = timers.get((kind, number))
+                if call is not None:
+                    call.detach()
+                    call.erase()
+        end = timers[(END, conv)]
+        if not any(op is end for op in _ops_after(root)):
+            end.detach()
+            block.insert_op_after(end, root)
+
+
+def _ops_after(op: Operation) -> Iterable[Operation]:
+    after = op.next_op
+    while after is not None:
+        yield after
+        after = after.next_op
+
+
 def prepare_linalg(module: ModuleOp, target: Machine | str = "host") -> frozenset[str]:
     """Put every linalg op of `module` that has a vector form in its canonical form, tagged
     with `TAG`, in place; the kinds present, for `transform_script`. Dead `linalg.transpose`
-    ops (the weights of linear layers, now read in place) are erased."""
+    ops (the weights of linear layers, now read in place) are erased. In a module that
+    `pconv-profile-layers` timed, each chain is timed as its conv (`_time_chains_as_their_conv`)."""
     tiles = vector_tiles(target)
     PatternRewriteWalker(_Canonicalize(tiles), apply_recursively=False).rewrite_module(module)
     for op in list(module.walk()):
         if isinstance(op, linalg.TransposeOp) and not op.results[0].uses:
             op.detach()
             op.erase()
+    _time_chains_as_their_conv(module)
     return frozenset(
         op.attributes[TAG].data  # type: ignore[attr-defined]
         for op in module.walk()

@@ -9,9 +9,9 @@ in the same order as the profiler numbers them): its kind, dense and executed mu
 patterns used, kernels kept, the bytes of its weights and how it is lowered. `compile` keeps
 these rows (`CompiledModel.report`); `CompiledModel.profile` adds the time per layer measured
 on the host (`LayerRow.seconds`, through a build with `pconv-profile-layers`). A conv lowered
-upstream whose element-wise tails are fused into it (`pconv_mlir.lowering.vectorize_linalg`) runs
-inside the loops of its chain's last layer, so its time is booked on that element-wise row and
-its own row shows next to nothing: the rows are made before the lowering decides what fuses.
+upstream whose element-wise tails are fused into it (`pconv_mlir.lowering.vectorize_linalg`)
+runs them inside its own loops, so its row gets the time of the whole chain and the tails' rows
+read zero, as the epilogue of a pconv conv is part of its row.
 
 Kinds: `pattern` (a pattern-sparse KxK conv), `dense` (a KxK conv with every tap), `1x1`,
 `depthwise`, `pool`, `linear`, `elementwise` and `other`. Lowerings: `pconv` (the pattern

@@ -373,6 +373,29 @@ def test_epilogues_fused_match_torch(name: str, need_tool, monkeypatch) -> None:
         artifact.close()
 
 
+def test_the_profile_books_fused_tails_on_their_conv(need_tool) -> None:
+    """A MobileNet-V2-like block (1x1, ReLU6, depthwise, ReLU6, 1x1): each ReLU6 (two element-
+    wise layers, min and max) runs in the loops of the conv before it, so the profile gives the
+    conv's row the time of the whole chain and the tails' rows none (their timers are gone)."""
+    for tool in TOOLS:
+        need_tool(tool)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(16, 24, 1), nn.ReLU6(), nn.Conv2d(24, 24, 3, padding=1, groups=24),
+        nn.ReLU6(), nn.Conv2d(24, 16, 1),
+    ).eval()  # fmt: skip
+    x = torch.randn(1, 16, 13, 11, generator=torch.Generator().manual_seed(1))
+    artifact = pconv_mlir.compile(model, x, name="booked", threads=1)
+    try:
+        rows = artifact.profile(x, repeats=2)
+    finally:
+        artifact.close()
+    kinds = [row.kind for row in rows]
+    assert kinds == ["1x1", *["elementwise"] * 2, "depthwise", *["elementwise"] * 2, "1x1"]
+    assert all(row.seconds == 0.0 for row in rows if row.kind == "elementwise")
+    assert all(row.seconds > 0.0 for row in rows if row.kind != "elementwise")
+
+
 CONV1X1 = """
 func.func @conv1x1(%x: tensor<1x8x13x11xf32>, %w: tensor<13x8x1x1xf32>,
                    %init: tensor<1x13x13x11xf32>) -> tensor<1x13x13x11xf32> {
