@@ -98,14 +98,11 @@ from xdsl.rewriter import InsertPoint
 
 from pconv_mlir.dialects.pconv import GPU_WORKGROUP_LIMIT, FkwConv2dOp
 from pconv_mlir.errors import OpError
+from pconv_mlir.lowering.convert_pconv_to_loops import ceil_div
 from pconv_mlir.patterns import tap_offset
 
 f32 = Float32Type()
 index_type = IndexType()
-
-
-def _ceil_div(value: int, divisor: int) -> int:
-    return -(-value // divisor)
 
 
 @dataclass(frozen=True)
@@ -145,7 +142,7 @@ class GpuGeometry:
         schedule = op.schedule
         pixels = min(schedule["gpu_block_pixels"], ow)
         filters = min(schedule["gpu_filters_per_item"], f)
-        blocks = _ceil_div(ow, pixels)
+        blocks = ceil_div(ow, pixels)
         workgroup = (min(schedule["gpu_workgroup_x"], blocks), min(schedule["gpu_workgroup_y"], oh))
         return GpuGeometry(
             n, c, h, w, f, oh, ow, sh, sw, ph, pw, dh, dw, kh, kw, pixels, filters, workgroup
@@ -154,12 +151,12 @@ class GpuGeometry:
     @property
     def pixel_blocks(self) -> int:
         """Blocks of P output columns per output row."""
-        return _ceil_div(self.ow, self.pixels)
+        return ceil_div(self.ow, self.pixels)
 
     @property
     def filter_blocks(self) -> int:
         """Blocks of G stored filters (the last one may be short)."""
-        return _ceil_div(self.f, self.filters)
+        return ceil_div(self.f, self.filters)
 
     @property
     def padded_width(self) -> int:
@@ -181,8 +178,8 @@ class GpuGeometry:
         """Work-groups of the conv kernel along pixel blocks, rows, images x filter blocks."""
         x, y = self.workgroup
         return (
-            _ceil_div(self.pixel_blocks, x),
-            _ceil_div(self.oh, y),
+            ceil_div(self.pixel_blocks, x),
+            ceil_div(self.oh, y),
             self.n * self.filter_blocks,
         )
 
@@ -199,8 +196,8 @@ class GpuGeometry:
         """Work-groups of the pad kernel along padded columns, rows, images x channels."""
         x, y = self.pad_workgroup
         return (
-            _ceil_div(self.padded_width, x),
-            _ceil_div(self.padded_height, y),
+            ceil_div(self.padded_width, x),
+            ceil_div(self.padded_height, y),
             self.n * self.c,
         )
 

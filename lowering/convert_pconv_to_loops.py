@@ -93,7 +93,7 @@ f32 = Float32Type()
 index_type = IndexType()
 
 
-def _ceil_div(value: int, divisor: int) -> int:
+def ceil_div(value: int, divisor: int) -> int:
     return -(-value // divisor)
 
 
@@ -104,14 +104,14 @@ PARALLEL_ITERATIONS = 8
 def register_tile(oh: int, ow: int, schedule: ScheduleAttr | Mapping[str, int]) -> tuple[int, int]:
     """The register tile of an OH x OW output: (`unroll_rows`, `unroll_cols`) of `schedule`,
     clamped to the output (a 7-wide row takes one 8-lane vector, not two)."""
-    cols = _ceil_div(ow, schedule["vector_width"])
+    cols = ceil_div(ow, schedule["vector_width"])
     return min(schedule["unroll_rows"], oh), min(schedule["unroll_cols"], cols)
 
 
 def tile_count(oh: int, ow: int, schedule: ScheduleAttr | Mapping[str, int]) -> int:
     """Register tiles per image of an OH x OW output under `schedule` (the tile clamped to it)."""
     rows, cols = register_tile(oh, ow, schedule)
-    return _ceil_div(oh, rows) * _ceil_div(ow, schedule["vector_width"] * cols)
+    return ceil_div(oh, rows) * ceil_div(ow, schedule["vector_width"] * cols)
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ class ConvGeometry:
 
     @property
     def oh_tiled(self) -> int:
-        return _ceil_div(self.oh, self.unroll_rows) * self.unroll_rows
+        return ceil_div(self.oh, self.unroll_rows) * self.unroll_rows
 
     @property
     def tile_width(self) -> int:
@@ -164,7 +164,7 @@ class ConvGeometry:
 
     @property
     def ow_tiled(self) -> int:
-        return _ceil_div(self.ow, self.tile_width) * self.tile_width
+        return ceil_div(self.ow, self.tile_width) * self.tile_width
 
     @property
     def exact(self) -> bool:
@@ -181,7 +181,7 @@ class ConvGeometry:
     def s_q(self) -> int:
         """Columns j of one stride phase (the buffer's stride of q)."""
         needed = self.ow_tiled + ((self.kw - 1) * self.dw) // self.sw + 1
-        return max(needed, _ceil_div(self.w + 2 * self.pw, self.sw))
+        return max(needed, ceil_div(self.w + 2 * self.pw, self.sw))
 
     @property
     def s_y(self) -> int:
@@ -450,10 +450,10 @@ class FkwConvEmitter:
         of `unroll_filters` each, so that images x row tiles x shares gives the threads at least
         `PARALLEL_ITERATIONS` iterations to balance (one share when the rows already do)."""
         group = max(1, min(self.schedule["unroll_filters"], self.geo.f))
-        groups = _ceil_div(self.geo.f, group)
-        shares = min(groups, max(1, _ceil_div(PARALLEL_ITERATIONS, row_tiles)))
-        per_share = _ceil_div(groups, shares) * group
-        return _ceil_div(self.geo.f, per_share), per_share
+        groups = ceil_div(self.geo.f, group)
+        shares = min(groups, max(1, ceil_div(PARALLEL_ITERATIONS, row_tiles)))
+        per_share = ceil_div(groups, shares) * group
+        return ceil_div(self.geo.f, per_share), per_share
 
     def channel_blocks(self, tile: _Tile) -> None:
         """Every filter over channel block 0, then (when there are several blocks) a loop over

@@ -5,7 +5,6 @@ conv2d on the masked dense weights when PoCL runs it through pyopencl."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -220,9 +219,9 @@ def test_kernels_are_valid_opencl_spirv(i: int, tmp_path: Path, need_tool) -> No
 # --------------------------------------------------------------------------------------------
 
 
-def spir_device():
-    """(pyopencl, the first OpenCL device that loads SPIR bitcode): PoCL here. Skips the test
-    when there is none; under `make test` (PCONV_REQUIRE_TOOLS=1) fails it instead."""
+def spir_device(need):
+    """(pyopencl, the first OpenCL device that loads SPIR bitcode): PoCL here; `need` (the
+    fixture) skips the test when there is none, or fails it under `make test`."""
     try:
         import pyopencl as cl
 
@@ -233,12 +232,9 @@ def spir_device():
             if "cl_khr_spir" in d.extensions.split()
         )
     except (ImportError, StopIteration) as e:
-        message = f"no pyopencl with an OpenCL device that loads SPIR bitcode ({e!r})"
+        need(f"no pyopencl with an OpenCL device that loads SPIR bitcode ({e!r})")
     except Exception as e:  # pyopencl's errors when no platform is installed
-        message = f"no OpenCL platform: {e}"
-    if os.environ.get("PCONV_REQUIRE_TOOLS") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+        need(f"no OpenCL platform: {e}")
 
 
 def run_host(module: ModuleOp, ctx, program, queue, args: list[np.ndarray]) -> np.ndarray:
@@ -307,10 +303,10 @@ def expected(case: dict, x, weight, bias, residual) -> np.ndarray:
 
 
 @pytest.mark.parametrize("i", range(len(CASES)))
-def test_spirv_matches_torch_on_pocl(i: int, tmp_path: Path, need_tool) -> None:
+def test_spirv_matches_torch_on_pocl(i: int, tmp_path: Path, need_tool, need) -> None:
     need_spirv_tools(need_tool)
     need_tool("llvm-spirv")
-    cl, device = spir_device()
+    cl, device = spir_device(need)
     case = CASES[i]
     module, ctx, weight, bias, x, residual = lower(case, seed=i)
     binary = to_spirv(module, tmp_path)

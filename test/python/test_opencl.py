@@ -13,7 +13,6 @@ or an OpenCL platform is missing (under `make test` that is a failure).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from io import StringIO
 from typing import Any
@@ -483,26 +482,20 @@ def test_launch_description_names_buffers_and_sizes():
 # -- running on OpenCL -----------------------------------------------------------------------
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("PCONV_REQUIRE_TOOLS") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
-def opencl():
+def opencl(need):
     """(context, queue) on the first device of the first OpenCL platform."""
     try:
         import pyopencl as cl
     except ImportError:
-        _missing("pyopencl is not installed (pip install -e '.[test]')")
+        need("pyopencl is not installed (pip install -e '.[test]')")
     try:
         platforms = cl.get_platforms()
     except cl.Error:
         platforms = []
     devices = [d for p in platforms for d in p.get_devices()]
     if not devices:
-        _missing("no OpenCL platform (install pocl-opencl-icd)")
+        need("no OpenCL platform (install pocl-opencl-icd)")
     context = cl.Context([devices[0]])
     return context, cl.CommandQueue(context)
 

@@ -7,7 +7,6 @@ buffer must fail, so that a clean run means something.
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 
@@ -29,7 +28,7 @@ LOWER = "pconv-fkr,pconv-fkw-pack,convert-pconv-to-loops,pconv-lre"
 
 
 @pytest.fixture
-def need_asan(need_tool, tmp_path):
+def need_asan(need_tool, need, tmp_path):
     """Skip unless the LLVM tools are installed and clang-22 can link a program with
     AddressSanitizer (libclang-rt-22-dev); under `make test` (PCONV_REQUIRE_TOOLS=1) a missing
     tool or runtime fails the test instead."""
@@ -42,10 +41,7 @@ def need_asan(need_tool, tmp_path):
             "int main(void) { return 0; }\n",
         )
     except ToolFailedError:
-        message = "clang-22 cannot link with AddressSanitizer (install libclang-rt-22-dev)"
-        if os.environ.get("PCONV_REQUIRE_TOOLS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        need("clang-22 cannot link with AddressSanitizer (install libclang-rt-22-dev)")
 
 
 # ------------------------------------------------------------------------------------------------
