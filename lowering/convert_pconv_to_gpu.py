@@ -284,7 +284,11 @@ def _memref(value: SSAValue) -> MemRefType:
 
 
 def _to_buffer(value: SSAValue) -> SSAValue:
-    op = bufferization.ToBufferOp(operands=[value], result_types=[_memref(value)], properties={})
+    """The buffer of tensor `value`, which the kernels only read (`read_only`: bufferization
+    need not copy it)."""
+    op = bufferization.ToBufferOp(
+        operands=[value], result_types=[_memref(value)], properties={"read_only": UnitAttr()}
+    )
     return op.memref
 
 

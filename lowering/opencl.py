@@ -90,7 +90,7 @@ from xdsl.utils.base_printer import BasePrinter
 
 from pconv_mlir.errors import OpError, OptionError
 
-__all__ = ["OpenClPrinter", "launch_description", "print_opencl"]
+__all__ = ["OpenClPrinter", "launch_description", "print_opencl", "root_buffer"]
 
 VECTOR_WIDTHS = (2, 3, 4, 8, 16)
 """The vector lengths OpenCL C has types for."""
@@ -1424,13 +1424,32 @@ def _constant(op: Operation, value: SSAValue, what: str) -> int:
     raise OpError(op, f"{what} is not a constant")
 
 
-def _root_buffer(value: SSAValue) -> SSAValue:
-    """The buffer a kernel operand views: through casts and reshapes that keep offset 0, and
-    through `bufferization.to_buffer` to the tensor (a function argument or a constant)."""
+def _static_layout(type_: Attribute) -> bool:
+    """Whether memref type `type_` has static strides and a static offset (which a kernel
+    taking it adds to the base pointer it is passed)."""
+    if not isinstance(type_, MemRefType):
+        return False
+    strides = type_.get_strides()
+    offset = type_.get_offset() if not isinstance(type_.layout, NoneAttr) else 0
+    return (
+        strides is not None
+        and all(s is not None and s != DYNAMIC_INDEX for s in strides)
+        and offset is not None
+        and offset != DYNAMIC_INDEX
+    )
+
+
+def root_buffer(value: SSAValue) -> SSAValue:
+    """The buffer a kernel operand views: through casts and reshapes that keep offset 0, through
+    subviews whose type holds their static offset and strides (the kernel indexes the base
+    buffer with them), and through `bufferization.to_buffer` to the tensor (a function argument
+    or a constant)."""
     while True:
         owner = value.owner
         if isinstance(owner, memref.CastOp | memref.CollapseShapeOp | memref.ExpandShapeOp):
             value = owner.operands[0]
+        elif isinstance(owner, memref.SubviewOp) and _static_layout(owner.result.type):
+            value = owner.source
         elif isinstance(owner, memref.ReinterpretCastOp) and owner.static_offsets.get_values() == (
             0,
         ):
@@ -1455,7 +1474,9 @@ def _returned(function: func.FuncOp, value: SSAValue) -> int | None:
     return None
 
 
-def launch_description(module: ModuleOp) -> dict[str, Any]:
+def launch_description(
+    module: ModuleOp, buffer_ids: dict[SSAValue, int] | None = None
+) -> dict[str, Any]:
     """What a host program needs to run the kernels that `print_opencl` prints (JSON-able).
 
         {"kernels": [{"module": "kernels", "name": "vadd", "reqd_work_group_size": [64, 1, 1],
@@ -1483,6 +1504,9 @@ def launch_description(module: ModuleOp) -> dict[str, Any]:
     type and either a constant `value` or the host function's `argument`. `global_size` is
     OpenCL's (blocks times threads per block), `local_size` the work-group size; both come from
     the constant grid and block sizes of the `gpu.launch_func`.
+
+    With `buffer_ids`, it also gets each described buffer's value (what `root_buffer` gives
+    for a kernel operand) and id.
     """
     kernels: dict[tuple[str, str], gpu.FuncOp] = {}
     described_kernels = []
@@ -1499,6 +1523,8 @@ def launch_description(module: ModuleOp) -> dict[str, Any]:
         for launch in function.walk():
             if isinstance(launch, gpu.LaunchFuncOp):
                 launches.append(_describe_launch(function, launch, kernels, buffers))
+    if buffer_ids is not None:
+        buffer_ids.update({value: b["id"] for value, b in buffers.items()})
     return {
         "kernels": described_kernels,
         "buffers": list(buffers.values()),
@@ -1556,7 +1582,7 @@ def _describe_launch(
     for operand in launch.kernelOperands:
         type_ = operand.type
         if isinstance(type_, MemRefType):
-            root = _root_buffer(operand)
+            root = root_buffer(operand)
             if root not in buffers:
                 buffers[root] = _describe_buffer(launch, function, root, len(buffers))
             args.append({"buffer": buffers[root]["id"], "bytes": buffers[root]["bytes"]})

@@ -27,6 +27,11 @@ PASSES: dict[str, tuple[str, str]] = {
         "pconv_mlir.lowering.convert_pconv_to_gpu",
         "ConvertPconvToGpuPass",
     ),
+    "pconv-copies-to-linalg": (
+        "pconv_mlir.lowering.pconv_copies_to_linalg",
+        "PconvCopiesToLinalgPass",
+    ),
+    "pconv-lower-to-gpu": ("pconv_mlir.lowering.pconv_lower_to_gpu", "PconvLowerToGpuPass"),
     "pconv-vectorize-linalg": (
         "pconv_mlir.lowering.vectorize_linalg",
         "VectorizeLinalgPass",
