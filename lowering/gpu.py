@@ -40,6 +40,7 @@ __all__ = [
     "kernel_pipeline",
     "spir_bitcode",
     "spirv_binary",
+    "spirv_module",
 ]
 
 BUFFERIZE_PIPELINE = (
@@ -123,6 +124,12 @@ def _spirv_modules(text: str) -> list[str]:
 def spirv_binary(module: ModuleOp) -> bytes:
     """The kernels of `module` (one `gpu.module`, as `pconv-lower-to-gpu` leaves them) as a
     SPIR-V binary that `spirv-val --target-env opencl1.2` accepted."""
+    return spirv_module(module)[1]
+
+
+def spirv_module(module: ModuleOp) -> tuple[str, bytes]:
+    """The kernels of `module` as a `spirv.module` (MLIR text) and as the SPIR-V binary of it
+    that `spirv-val --target-env opencl1.2` accepted."""
     lowered = run_tool("mlir-opt", [f"--pass-pipeline={SPIRV_PIPELINE}"], _kernels_text(module))
     modules = _spirv_modules(lowered)
     if len(modules) != 1:
@@ -137,7 +144,7 @@ def spirv_binary(module: ModuleOp) -> bytes:
             ["--no-implicit-module", "--serialize-spirv", str(source), "-o", str(binary)],
         )
         run_tool("spirv-val", ["--target-env", "opencl1.2", str(binary)])
-        return binary.read_bytes()
+        return modules[0], binary.read_bytes()
 
 
 def spir_bitcode(spirv: bytes) -> bytes:

@@ -10,8 +10,8 @@ which `-t` output format prints its code (`target`). `compile`, the tuner, the b
 `pconv-opt -t` look a backend up here, once.
 
 Adding a back end is one new file in this package (a `Backend` subclass, see `base.py`) and one
-entry in `BACKENDS`. An output format that no backend owns yet (`-t opencl`, `-t opencl-launch`:
-the GPU kernels, before there is an OpenCL backend) is one entry in `TARGETS`.
+entry in `BACKENDS`. An output format that no backend owns (`-t opencl-launch`: the launch
+description of the GPU back ends) is one entry in `TARGETS`.
 """
 
 from __future__ import annotations
@@ -32,14 +32,15 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
     "host": ("pconv_mlir.backends.llvm_cpu", "HostBackend", "llvm-ir"),
     "aarch64": ("pconv_mlir.backends.llvm_cpu", "Aarch64Backend", "llvm-ir"),
     "x86_64": ("pconv_mlir.backends.llvm_cpu", "X86Backend", "llvm-ir"),
+    "opencl": ("pconv_mlir.backends.opencl", "OpenClBackend", "opencl"),
+    "spirv": ("pconv_mlir.backends.opencl", "SpirvBackend", "spirv"),
 }
 """Backend name -> (module, class, the `-t` target that prints its code)."""
 
 TARGETS: dict[str, tuple[str, str]] = {
-    "opencl": ("pconv_mlir.backends.opencl", "OpenClTarget"),
     "opencl-launch": ("pconv_mlir.backends.opencl", "OpenClLaunchTarget"),
 }
-"""`-t` output formats that no backend object owns (yet): name -> (module, class)."""
+"""`-t` output formats that no backend object owns: name -> (module, class)."""
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -51,7 +52,8 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def get_backend(name: str, **options: Any) -> Backend:
-    """Backend `name` (`host`, `aarch64`, `x86_64`) built with `options` (e.g. `cpu=`)."""
+    """Backend `name` (`host`, `aarch64`, `x86_64`, `opencl`, `spirv`) built with `options`
+    (e.g. `cpu=`)."""
     return backend_class(name)(**options)
 
 
