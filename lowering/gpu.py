@@ -48,7 +48,7 @@ BUFFERIZE_PIPELINE = (
     "function-boundary-type-conversion=identity-layout-map},canonicalize)"
 )
 
-DEFAULT_TILE = (1, 4, 32)
+DEFAULT_TILE = (1, 4, 8)
 """Work-group of the kernels made from linalg ops: the sizes of their loops' first dims."""
 
 

@@ -13,7 +13,8 @@ them as linalg ops that become kernels:
 - `tensor.concat %a, %b, ... dim = d` becomes a `tensor.empty` of the result with each input
   `linalg.copy`ed into its slice the same way.
 - `memref.copy %a, %b` (what bufferization inserts for the copies it still needs) becomes
-  `linalg.copy ins(%a) outs(%b)`.
+  `linalg.copy ins(%a) outs(%b)`; a copy of a buffer to itself (an insert_slice of a value
+  computed in place) is erased.
 
 The pass has no options. Ops the rewrite cannot take (dynamic sizes, a pad value computed in
 the region) are left alone; `pconv-lower-to-gpu` reports whatever is left on the host.
@@ -118,9 +119,27 @@ class _ConcatAsCopies(RewritePattern):
         rewriter.replace_matched_op([], [result])
 
 
+def _same_view(a: SSAValue, b: SSAValue) -> bool:
+    """Whether `a` and `b` are the same memory: one value, or equal static subviews of one."""
+    if a == b:
+        return True
+    x, y = a.owner, b.owner
+    return (
+        isinstance(x, memref.SubviewOp)
+        and isinstance(y, memref.SubviewOp)
+        and x.source == y.source
+        and not (x.offsets or x.sizes or x.strides or y.offsets or y.sizes or y.strides)
+        and x.properties == y.properties
+        and x.result.type == y.result.type
+    )
+
+
 class _MemrefCopyAsLinalg(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: memref.CopyOp, rewriter: PatternRewriter) -> None:
+        if _same_view(op.source, op.destination):  # an insert_slice of a value made in place
+            rewriter.erase_op(op)
+            return
         rewriter.replace_matched_op(CopyOp([op.source], [op.destination], res=[]))
 
 

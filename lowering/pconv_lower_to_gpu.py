@@ -27,7 +27,8 @@ Every tensor constant that is not a splat is first made an external global
 without data and come back as they were (with their `pconv.external_data`), and every weight a
 kernel reads is a device buffer that the runtime fills from the weights, by symbol.
 
-Option: `tile` (default 1,4,32).
+Option: `tile` (default 1,4,8: for an NCHW layer, one image x 4 channels x 8 rows, each
+work-item computing a row).
 
     %y = pconv.fkw_conv2d %x, ... ; %p = linalg.pooling_nchw_max ...
   becomes
@@ -178,7 +179,7 @@ def merge_kernel_modules(module: ModuleOp) -> None:
             continue
         target = targets.get(target_name) or modules.get(target_name)
         if target is None:
-            target = gpu.ModuleOp(SymbolRefAttr(target_name), Region(Block()))
+            target = gpu.ModuleOp(StringAttr(target_name), Region(Block()))  # type: ignore[arg-type]
             Rewriter.insert_op(target, InsertPoint.before(source))
             modules[target_name] = target
         targets[target_name] = target
