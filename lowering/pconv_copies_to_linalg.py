@@ -98,7 +98,7 @@ class _PadAsFillAndCopy(RewritePattern):
         fill = FillOp([value], [empty.tensor], [op.result.type])
         rewriter.insert_op([empty, fill])
         low = list(op.static_low.get_values())
-        rewriter.replace_matched_op([], [_copy_into(rewriter, op.source, fill.results[0], low)])
+        rewriter.replace(op, [], [_copy_into(rewriter, op.source, fill.results[0], low)])
 
 
 class _ConcatAsCopies(RewritePattern):
@@ -116,7 +116,7 @@ class _ConcatAsCopies(RewritePattern):
             offsets[dim] = at
             result = _copy_into(rewriter, value, result, offsets)
             at += (_static_shape(value) or ())[dim]
-        rewriter.replace_matched_op([], [result])
+        rewriter.replace(op, [], [result])
 
 
 def _same_view(a: SSAValue, b: SSAValue) -> bool:
@@ -138,9 +138,9 @@ class _MemrefCopyAsLinalg(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: memref.CopyOp, rewriter: PatternRewriter) -> None:
         if _same_view(op.source, op.destination):  # an insert_slice of a value made in place
-            rewriter.erase_op(op)
+            rewriter.erase(op)
             return
-        rewriter.replace_matched_op(CopyOp([op.source], [op.destination], res=[]))
+        rewriter.replace(op, CopyOp([op.source], [op.destination], res=[]))
 
 
 @dataclass(frozen=True)

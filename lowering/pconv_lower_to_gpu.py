@@ -208,9 +208,9 @@ class _FoldTruncfOfConstant(RewritePattern):
         if not isinstance(source, arith.ConstantOp) or not isinstance(source.value, FloatAttr):
             return
         value = float(np.array(source.value.value.data).astype(numpy_dtype(op.result.type)))
-        rewriter.replace_matched_op(arith.ConstantOp(FloatAttr(value, op.result.type)))
+        rewriter.replace(op, arith.ConstantOp(FloatAttr(value, op.result.type)))
         if not source.result.uses:
-            rewriter.erase_op(source)
+            rewriter.erase(source)
 
 
 def check_host_functions(module: ModuleOp) -> None:
