@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 
 APT_PACKAGES := clang-22 llvm-22 lld-22 mlir-22-tools qemu-user gcc-aarch64-linux-gnu \
 	libc6-dev-arm64-cross spirv-tools llvm-spirv-15 pocl-opencl-icd ocl-icd-opencl-dev \
-	libclang-rt-22-dev
+	libclang-rt-22-dev libcjson-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup toolchain venv test pytest lit lint demo clean
