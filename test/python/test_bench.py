@@ -24,3 +24,25 @@ def test_quick_benchmark_writes_a_table_and_csv(tmp_path, capsys, need_tool):
     assert len(rows) == 3
     for row in rows:
         assert float(row["sparse_ms"]) > 0 and float(row["a76_est_sparse_ms"]) > 0
+
+
+def test_quick_opencl_benchmark_writes_a_table_and_csv(tmp_path, capsys, need):
+    from pconv_mlir.errors import RunError
+    from pconv_mlir.runtime.opencl import opencl_device
+
+    try:
+        opencl_device()
+    except RunError as e:
+        need(f"{e} (run `make setup`)")
+    path = BENCH.parent / "opencl.py"
+    spec = importlib.util.spec_from_file_location("bench_opencl", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "opencl.csv"
+    assert module.main(["--quick", "--repeats", "1", "--csv", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "a CPU OpenCL device: relative comparison only" in printed and "sp/dense" in printed
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3
+    for row in rows:
+        assert float(row["sparse_ms"]) > 0 and float(row["dense_macs_per_pixel"]) > 0

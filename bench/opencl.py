@@ -1,0 +1,107 @@
+"""The GPU path on this machine's OpenCL device: pattern vs dense convs through the same kernels.
+
+    .venv/bin/python bench/opencl.py                 # VGG-16's 13 3x3 layers at CIFAR size
+    .venv/bin/python bench/opencl.py --quick         # three small layers (a smoke test)
+
+Each layer of VGG-16 (input 32x32, the CIFAR network) is built three ways, as `bench/
+conv_layers.py` builds them: `dense` (the 9-tap pattern on every kernel), `pattern` (8 patterns
+of 4 taps, every kernel kept) and `sparse` (8 patterns, 1 kernel in 3.6 kept); each is lowered
+by `pconv-lower-to-gpu` (`convert-pconv-to-gpu`'s kernels, default GPU schedule) and its
+launches are timed on the first OpenCL device (median of `--repeats` runs after a warm-up,
+buffers on the device). The table gives milliseconds, the multiply-adds the kernels do per
+output value (the kernel-level work per pixel: kept kernels x taps / filters; dense is 9 C),
+and the speed-ups of pattern and sparse over dense through the same GPU code.
+
+Here the device is PoCL on the CPU (a CPU OpenCL device): the numbers are for relative
+comparison only (pattern vs dense through the same kernels), not a phone GPU's times; see the
+README for what a phone adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _conv_layers():
+    spec = importlib.util.spec_from_file_location("conv_layers", HERE / "conv_layers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["conv_layers"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+VARIANTS = ("dense", "pattern", "sparse")
+TAPS = {"dense": 9, "pattern": 4, "sparse": 4}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="three small layers")
+    parser.add_argument("--csv", default="bench/results/opencl.csv")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from pconv_mlir.backends import get_backend
+    from pconv_mlir.models import conv3x3_layers
+
+    cl = _conv_layers()
+    backend = get_backend("opencl")
+    device = backend.describe()
+    if args.quick:
+        layers = cl.layers([], quick=True)
+    else:
+        layers = [
+            cl.Layer("vgg16", c.name, c.C, c.F, c.H, c.W, c.stride)
+            for c in conv3x3_layers("vgg16", 32)
+        ]
+    print(f"OpenCL device: {device} -- a CPU OpenCL device: relative comparison only")
+    header = (
+        f"{'layer':<14}{'C':>5}{'F':>5}{'HxW':>8}"
+        + "".join(f"{v + ' ms':>12}{'MAC/px':>8}" for v in VARIANTS)
+        + f"{'pat/dense':>11}{'sp/dense':>10}"
+    )
+    print(header)
+    rows = []
+    for layer in layers:
+        row = {"layer": layer.name, "C": layer.c, "F": layer.f, "H": layer.h, "W": layer.w}
+        for variant in VARIANTS:
+            module, ctx, ids, _ = cl.build(layer, variant, backend, {}, args.seed, False)
+            seconds = backend.cost(module, ctx, "conv", repeats=args.repeats)
+            kept = int((ids >= 0).sum())
+            row[f"{variant}_ms"] = seconds * 1e3
+            row[f"{variant}_macs_per_pixel"] = kept * TAPS[variant] / layer.f
+        row["pattern_speedup"] = row["dense_ms"] / row["pattern_ms"]
+        row["sparse_speedup"] = row["dense_ms"] / row["sparse_ms"]
+        rows.append(row)
+        print(
+            f"{layer.name:<14}{layer.c:>5}{layer.f:>5}{f'{layer.h}x{layer.w}':>8}"
+            + "".join(
+                f"{row[f'{v}_ms']:>12.3f}{row[f'{v}_macs_per_pixel']:>8.1f}" for v in VARIANTS
+            )
+            + f"{row['pattern_speedup']:>10.2f}x{row['sparse_speedup']:>9.2f}x",
+            flush=True,
+        )
+    for key in ("pattern_speedup", "sparse_speedup"):
+        mean = statistics.geometric_mean(r[key] for r in rows)
+        print(f"geometric mean {key.replace('_', ' ')} over dense: {mean:.2f}x")
+    out = Path(args.csv)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
