@@ -217,4 +217,4 @@ def test_a_new_backend_is_one_file_and_one_registry_entry(tmp_path, monkeypatch)
 def test_unknown_backend_names_the_choices() -> None:
     with pytest.raises(OptionError, match=r"unknown target 'gpu' \(backends: host, aarch64"):
         get_backend("gpu")
-    assert set(get_all_targets()) == {"llvm-ir", "opencl", "opencl-launch"}
+    assert set(get_all_targets()) == {"llvm-ir", "opencl", "opencl-launch", "spirv"}
