@@ -41,6 +41,7 @@ __all__ = [
     "spir_bitcode",
     "spirv_binary",
     "spirv_module",
+    "validation_env",
 ]
 
 BUFFERIZE_PIPELINE = (
@@ -66,12 +67,14 @@ def kernel_pipeline(tile: Sequence[int] = DEFAULT_TILE) -> str:
 
 
 SPIRV_TARGET_ENV = (
-    "#spirv.target_env<#spirv.vce<v1.0, [Kernel, Addresses, Int64], []>, #spirv.resource_limits<>>"
+    "#spirv.target_env<#spirv.vce<v1.0, [Kernel, Addresses, Int64, Float16Buffer, Float16], []>,"
+    " #spirv.resource_limits<>>"
 )
 """An OpenCL kernel's SPIR-V target: version 1.0, the Kernel capability, physical 64-bit
-addresses. It sits on the module around the kernels (`spirv.target_env`), where both
-`convert-math-to-spirv` and `convert-gpu-to-spirv` look it up: math ops become OpenCL's
-extended instructions (`spirv.CL.exp`), not GLSL's."""
+addresses, and half buffers and arithmetic for kernels that use them (`spirv-update-vce` keeps
+only the capabilities a module uses). It sits on the module around the kernels
+(`spirv.target_env`), where both `convert-math-to-spirv` and `convert-gpu-to-spirv` look it
+up: math ops become OpenCL's extended instructions (`spirv.CL.exp`), not GLSL's."""
 
 SPIRV_PIPELINE = (
     "builtin.module(map-memref-spirv-storage-class{client-api=opencl},"
@@ -121,6 +124,16 @@ def _spirv_modules(text: str) -> list[str]:
     return modules
 
 
+def validation_env(spirv_text: str) -> str:
+    """The `spirv-val --target-env` a `spirv.module` is checked in: `opencl1.2`, or for a
+    module with half values (the Float16 capability, which OpenCL has through the
+    `cl_khr_fp16` extension that spirv-val's OpenCL environments do not allow) the universal
+    `spv1.0`."""
+    vce = re.search(r"#spirv\.vce<[^>]*>", spirv_text)
+    half = vce is not None and re.search(r"[\[ ]Float16[,\]]", vce.group(0)) is not None
+    return "spv1.0" if half else "opencl1.2"
+
+
 def spirv_binary(module: ModuleOp) -> bytes:
     """The kernels of `module` (one `gpu.module`, as `pconv-lower-to-gpu` leaves them) as a
     SPIR-V binary that `spirv-val --target-env opencl1.2` accepted."""
@@ -129,7 +142,7 @@ def spirv_binary(module: ModuleOp) -> bytes:
 
 def spirv_module(module: ModuleOp) -> tuple[str, bytes]:
     """The kernels of `module` as a `spirv.module` (MLIR text) and as the SPIR-V binary of it
-    that `spirv-val --target-env opencl1.2` accepted."""
+    that `spirv-val` accepted (for OpenCL 1.2; see `validation_env` for half)."""
     lowered = run_tool("mlir-opt", [f"--pass-pipeline={SPIRV_PIPELINE}"], _kernels_text(module))
     modules = _spirv_modules(lowered)
     if len(modules) != 1:
@@ -143,7 +156,7 @@ def spirv_module(module: ModuleOp) -> tuple[str, bytes]:
             "mlir-translate",
             ["--no-implicit-module", "--serialize-spirv", str(source), "-o", str(binary)],
         )
-        run_tool("spirv-val", ["--target-env", "opencl1.2", str(binary)])
+        run_tool("spirv-val", ["--target-env", validation_env(modules[0]), str(binary)])
         return modules[0], binary.read_bytes()
 
 

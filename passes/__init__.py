@@ -32,6 +32,7 @@ PASSES: dict[str, tuple[str, str]] = {
         "PconvCopiesToLinalgPass",
     ),
     "pconv-lower-to-gpu": ("pconv_mlir.lowering.pconv_lower_to_gpu", "PconvLowerToGpuPass"),
+    "pconv-gpu-fp16": ("pconv_mlir.lowering.pconv_gpu_fp16", "PconvGpuFp16Pass"),
     "pconv-vectorize-linalg": (
         "pconv_mlir.lowering.vectorize_linalg",
         "VectorizeLinalgPass",

@@ -73,6 +73,10 @@ ENTRY = "forward"
 
 MODES = ("infer", "project", "dense")
 
+PRECISIONS = ("fp32", "fp16", "fp16-acc32")
+GPU_TARGETS = ("opencl", "spirv")
+"""The backends that take `precision`."""
+
 MAX_THREADS = 256
 """The most threads `pconv_omp.c` runs a parallel loop on."""
 
@@ -131,6 +135,9 @@ class CompileOptions:
     name: str = ENTRY
     """The model's name, a C identifier: its function `<name>`, the library's
     `<name>_forward` and `<name>_set_threads`, the files `lib<name>.so` and `<name>.h`."""
+    precision: str = "fp32"
+    """GPU backends: `fp32`, `fp16` (half buffers and arithmetic) or `fp16-acc32` (half
+    buffers, float accumulation); the CPU backends take `fp32` only."""
     threads: int | None = None
     """Threads the parallel loops run on (default: the machine's cores, `os.cpu_count()`);
     `CompiledModel.set_threads` changes it."""
@@ -181,6 +188,10 @@ class CompileOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str | os.PathLike):
                 raise OptionError(f"{name} = {value!r} is not a string")
+        if self.precision not in PRECISIONS:
+            raise OptionError(
+                f"precision = {self.precision!r} is not one of {', '.join(PRECISIONS)}"
+            )
         if self.tune and self.tuning is not None:
             raise OptionError("give tune=True or tuning=<database>, not both")
         check_name(self.name)
@@ -540,7 +551,14 @@ def compile(
     opts = CompileOptions.from_keywords(options)
     if not isinstance(target, str):
         raise OptionError(f"target = {target!r} is not a backend name")
-    backend = get_backend(target, cpu=opts.cpu)
+    if opts.precision == "fp32":
+        backend = get_backend(target, cpu=opts.cpu)
+    elif target in GPU_TARGETS:
+        backend = get_backend(target, cpu=opts.cpu, precision=opts.precision)
+    else:
+        raise OptionError(
+            f"precision = {opts.precision!r} is for the GPU targets ({', '.join(GPU_TARGETS)})"
+        )
     module, ctx = import_program(program, example_input, fold_bn=opts.fold_batchnorm)
     entry = _entry_function(module, opts.function)
     if any(

@@ -11,6 +11,12 @@ GPU with the same code.
   `spirv.module`, `-t spirv`), what Vulkan compute, clvk and OpenCL 2.1+ drivers take. PoCL 3.1
   cannot load SPIR-V, so it runs here as SPIR 1.2 bitcode from `llvm-spirv-15 -r`.
 
+Option `precision` (`compile(..., precision=...)`): `fp32`, `fp16` (half buffers and
+arithmetic, `cl_khr_fp16`: what Adreno runs at twice the rate) or `fp16-acc32` (half buffers,
+float multiply-adds and accumulators); see `pconv-gpu-fp16`. On a device without `cl_khr_fp16`
+(PoCL) the `opencl` artifact runs the same kernels with emulated half (a warning says so) and
+the `spirv` one is refused; the saved `.cl` is the native-half program.
+
 `save` writes, for either: `<name>.cl`, `<name>.spv`, `<name>.launch.json` (the launch plan:
 kernels, buffers, launches in order, inputs and outputs) and `<name>.weights.bin`: what an
 application needs to run the network with the OpenCL C API, as `pconv_mlir/runtime/
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import StringIO
@@ -42,7 +49,7 @@ from xdsl.passes import ModulePass
 from xdsl.utils.target import Target
 
 from pconv_mlir.backends.base import Backend
-from pconv_mlir.errors import RunError
+from pconv_mlir.errors import OptionError, RunError
 
 if TYPE_CHECKING:
     from pconv_mlir.runtime.build import WeightsFile
@@ -57,6 +64,16 @@ class GpuPackage:
     weights: WeightsFile | None
     source: str
     spirv: bytes
+    emulated_source: str | None = None
+    """For half kernels: the OpenCL C with emulated half, for devices without cl_khr_fp16."""
+
+
+PRECISIONS = ("fp32", "fp16", "fp16-acc32")
+"""The `precision` options of the GPU backends."""
+
+
+def _has_fp16(device: Any) -> bool:
+    return "cl_khr_fp16" in device.extensions.split()
 
 
 class OpenClBackend(Backend):
@@ -67,8 +84,17 @@ class OpenClBackend(Backend):
     cost_unit: ClassVar[str] = "s"
     tunable: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, cpu: str | None = None) -> None:
+    def __init__(self, cpu: str | None = None, precision: str = "fp32") -> None:
         del cpu  # a CPU option means nothing here; compile passes it to every backend
+        if precision not in PRECISIONS:
+            raise OptionError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+        self.precision = precision
+        """`fp32`; `fp16` (half buffers and arithmetic); `fp16-acc32` (half buffers, float
+        arithmetic and accumulation)."""
+
+    @property
+    def half(self) -> bool:
+        return self.precision != "fp32"
 
     def describe(self) -> str:
         from pconv_mlir.runtime.opencl import opencl_device
@@ -85,14 +111,20 @@ class OpenClBackend(Backend):
     def lowering(self, *, lre: bool = True) -> list[ModulePass]:
         from pconv_mlir.lowering.pconv_lower_to_gpu import PconvLowerToGpuPass
 
-        return [PconvLowerToGpuPass()]
+        passes: list[ModulePass] = [PconvLowerToGpuPass()]
+        if self.half:
+            from pconv_mlir.lowering.pconv_gpu_fp16 import PconvGpuFp16Pass
+
+            accumulate = "f32" if self.precision == "fp16-acc32" else "f16"
+            passes.append(PconvGpuFp16Pass(accumulate=accumulate))
+        return passes
 
     def emit(self, module: ModuleOp, ctx: Context, *, opt_level: int = 3) -> str:
         """The kernels as one OpenCL C 1.2 program."""
         from pconv_mlir.lowering.opencl import print_opencl
 
         text = StringIO()
-        print_opencl(module, text)
+        print_opencl(module, text, fp16=self.half)
         return text.getvalue()
 
     def write_weights(self, module: ModuleOp, ctx: Context, path: Path) -> GpuPackage:
@@ -105,11 +137,24 @@ class OpenClBackend(Backend):
 
         (name,) = function_signatures(module)
         plan, weights = launch_plan(module, ctx, name, path)
-        source = StringIO()
-        print_opencl(module, source)
-        return GpuPackage(plan, weights, source.getvalue(), spirv_binary(module))
+        source, emulated = StringIO(), StringIO()
+        print_opencl(module, source, fp16=self.half)
+        if self.half:
+            print_opencl(module, emulated, fp16_emulation=True)
+        return GpuPackage(
+            plan, weights, source.getvalue(), spirv_binary(module), emulated.getvalue() or None
+        )
 
-    def _program(self, package: GpuPackage) -> dict[str, Any]:
+    def _program(self, package: GpuPackage, device: Any) -> dict[str, Any]:
+        """The program for `device`: the OpenCL C source; for half kernels on a device without
+        `cl_khr_fp16`, the same kernels with emulated half (said in a warning)."""
+        if package.emulated_source is not None and not _has_fp16(device):
+            warnings.warn(
+                f"{device.name.strip()} has no cl_khr_fp16: the half kernels run emulated "
+                "(halves held in floats, rounded to half after every op: the same numbers)",
+                stacklevel=4,
+            )
+            return {"source": package.emulated_source}
         return {"source": package.source}
 
     def build(
@@ -124,11 +169,13 @@ class OpenClBackend(Backend):
         threads: int | None = None,
     ) -> Any:
         """An `OpenClRunner` of the package (`write_weights`) on the first OpenCL device."""
-        from pconv_mlir.runtime.opencl import OpenClRunner
+        from pconv_mlir.runtime.opencl import OpenClRunner, opencl_device
 
         if weights is None:
             raise RunError("a GPU artifact is built from its package (write_weights)")
-        return OpenClRunner(signatures, weights.plan, weights.weights, **self._program(weights))
+        device = opencl_device(spir=self.name == "spirv")
+        program = self._program(weights, device)
+        return OpenClRunner(signatures, weights.plan, weights.weights, device=device, **program)
 
     def save(
         self,
@@ -182,9 +229,15 @@ class SpirvBackend(OpenClBackend):
 
         return spirv_module(module)[0]
 
-    def _program(self, package: GpuPackage) -> dict[str, Any]:
+    def _program(self, package: GpuPackage, device: Any) -> dict[str, Any]:
+        """SPIR 1.2 bitcode of the SPIR-V; half kernels need a device with `cl_khr_fp16`."""
         from pconv_mlir.lowering.gpu import spir_bitcode
 
+        if package.emulated_source is not None and not _has_fp16(device):
+            raise RunError(
+                f"{device.name.strip()} has no cl_khr_fp16: half SPIR-V cannot run on it "
+                "(target='opencl' runs the half kernels emulated)"
+            )
         return {"binary": spir_bitcode(package.spirv)}
 
 

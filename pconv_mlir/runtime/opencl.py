@@ -62,16 +62,19 @@ def _global_data(module: ModuleOp, ctx: Context, symbol: str) -> Any:
         if not isinstance(op, memref.GlobalOp) or op.sym_name.data != symbol:
             continue
         external = op.attributes.get(EXTERNAL_DATA)
+        dtype = numpy_dtype(op.type.get_element_type())
         if isinstance(external, DenseResourceAttr):
             blob = blob_of(storage, external.resource_handle.data)
             if blob is None:
                 raise LoweringError(f"the weights of @{symbol} are not in the context", op=op)
-            return blob
+            stored = numpy_dtype(external.type.get_element_type())
+            if stored == dtype:
+                return blob
+            return blob.data.view(stored).astype(dtype)  # f32 weights of an f16 network
         value = op.initial_value
         if isinstance(value, DenseIntOrFPElementsAttr | DenseResourceAttr):
             array = constant_array(ctx, value)
             shape = tuple(op.type.get_shape())
-            dtype = numpy_dtype(op.type.get_element_type())
             return np.broadcast_to(np.asarray(array, dtype=dtype), shape).copy()
         raise LoweringError(f"@{symbol} has no data to put in a device buffer", op=op)
     raise LoweringError(f"no memref.global @{symbol} in the module")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,66 @@ def test_a_layer_that_stays_on_the_host_is_one_error(opencl):
     message = str(info.value)
     assert "\n" not in message
     assert "'memref.load' would run on the host between kernels" in message
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp16-acc32"])
+def test_mixed_network_in_half_precision(precision, tmp_path, opencl, need_tool):
+    """Half buffers (and, for fp16, half arithmetic) on the OpenCL C path. PoCL has no
+    cl_khr_fp16, so the artifact runs the emulated-half program (a warning says so) and the
+    native-half program is checked by clang; relative error below 1e-2."""
+    need_tool("clang")
+    seed, c, shape = 0, 5, (1, 3, 29, 27)
+    model = mixed_network(seed, c)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed + 10))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    fp16 = "cl_khr_fp16" in opencl.extensions.split()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        artifact = pconv_mlir.compile(model, x, target="opencl", precision=precision)
+    try:
+        got = artifact(x)
+        assert got.dtype == np.float16
+        error = relative_error(got.astype(np.float32), expected)
+        assert error < 1e-2, error
+        assert fp16 or any("cl_khr_fp16" in str(w.message) for w in caught)
+        assert "cl_khr_fp16 : enable" in artifact.text
+        folder = artifact.save(tmp_path / "half")
+    finally:
+        artifact.close()
+    plan = json.loads((folder / "forward.launch.json").read_text())
+    assert plan["inputs"][0]["dtype"] == "float16"
+    subprocess.run(
+        [
+            toolchain.find_tool("clang"),
+            "-x",
+            "cl",
+            "-cl-std=CL1.2",
+            "-fsyntax-only",
+            "-Werror",
+            str(folder / "forward.cl"),
+        ],
+        check=True,
+    )
+
+
+def test_half_spirv_is_valid_and_refused_where_half_cannot_run(opencl):
+    from pconv_mlir.errors import RunError
+
+    if "cl_khr_fp16" in opencl.extensions.split():
+        pytest.skip("this device runs half: nothing to refuse")
+    model = mixed_network(0, 5)
+    x = torch.randn(1, 3, 29, 27)
+    # spirv-val has accepted the half module when the build reaches the device.
+    with pytest.raises(RunError, match="has no cl_khr_fp16: half SPIR-V cannot run on it"):
+        pconv_mlir.compile(model, x, target="spirv", precision="fp16")
+
+
+def test_precision_is_an_option_of_the_gpu_targets_only():
+    from pconv_mlir.errors import OptionError
+
+    model = torch.nn.Conv2d(3, 4, 3)
+    with pytest.raises(OptionError, match="precision = 'fp16' is for the GPU targets"):
+        pconv_mlir.compile(model, torch.randn(1, 3, 8, 8), precision="fp16")
+    with pytest.raises(OptionError, match="precision = 'fp8' is not one of"):
+        pconv_mlir.compile(model, torch.randn(1, 3, 8, 8), target="opencl", precision="fp8")
