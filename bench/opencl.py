@@ -10,7 +10,9 @@ by `pconv-lower-to-gpu` (`convert-pconv-to-gpu`'s kernels, default GPU schedule)
 launches are timed on the first OpenCL device (median of `--repeats` runs after a warm-up,
 buffers on the device). The table gives milliseconds, the multiply-adds the kernels do per
 output value (the kernel-level work per pixel: kept kernels x taps / filters; dense is 9 C),
-and the speed-ups of pattern and sparse over dense through the same GPU code.
+and the speed-ups of pattern and sparse over dense through the same GPU code. Then the whole
+pruned network, compiled with its 3x3 convs as patterns and as dense 9-tap kernels (every
+other layer the same upstream kernels), milliseconds per call.
 
 Here the device is PoCL on the CPU (a CPU OpenCL device): the numbers are for relative
 comparison only (pattern vs dense through the same kernels), not a phone GPU's times; see the
@@ -40,6 +42,41 @@ def _conv_layers():
 
 VARIANTS = ("dense", "pattern", "sparse")
 TAPS = {"dense": 9, "pattern": 4, "sparse": 4}
+
+
+def network(repeats: int) -> None:
+    """The pruned CIFAR VGG-16 as one artifact (every layer on the device), its 3x3 convs as
+    patterns (`mode="infer"`) and as dense 9-tap kernels (`mode="dense"`): ms per call."""
+    import time
+
+    import torch
+
+    import pconv_mlir
+    from pconv_mlir import pruning
+    from pconv_mlir.models import vgg16
+
+    torch.manual_seed(0)
+    model = vgg16(num_classes=10, input_size=32).eval()
+    pruning.prune_model(model, patterns=8, connectivity=3.6)
+    x = torch.randn(1, 3, 32, 32)
+    times = {}
+    for mode in ("dense", "infer"):
+        artifact = pconv_mlir.compile(model, x, target="opencl", mode=mode)
+        try:
+            artifact(x)
+            samples = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                artifact(x)
+                samples.append(time.perf_counter() - start)
+            times[mode] = statistics.median(samples) * 1e3
+        finally:
+            artifact.close()
+    print(
+        f"whole CIFAR VGG-16 (pruned, every layer on the device): dense convs "
+        f"{times['dense']:.1f} ms, pattern+connectivity {times['infer']:.1f} ms, "
+        f"{times['dense'] / times['infer']:.2f}x"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("pattern_speedup", "sparse_speedup"):
         mean = statistics.geometric_mean(r[key] for r in rows)
         print(f"geometric mean {key.replace('_', ' ')} over dense: {mean:.2f}x")
+    if not args.quick:
+        network(args.repeats)
     out = Path(args.csv)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from xdsl.dialects import gpu
@@ -143,7 +144,14 @@ def spirv_binary(module: ModuleOp) -> bytes:
 def spirv_module(module: ModuleOp) -> tuple[str, bytes]:
     """The kernels of `module` as a `spirv.module` (MLIR text) and as the SPIR-V binary of it
     that `spirv-val` accepted (for OpenCL 1.2; see `validation_env` for half)."""
-    lowered = run_tool("mlir-opt", [f"--pass-pipeline={SPIRV_PIPELINE}"], _kernels_text(module))
+    return _spirv_of(_kernels_text(module))
+
+
+@lru_cache(maxsize=4)
+def _spirv_of(kernels: str) -> tuple[str, bytes]:
+    """`spirv_module` of the kernels' text, kept for the next call with the same kernels (a
+    back end asks for the text and for the binary of one module)."""
+    lowered = run_tool("mlir-opt", [f"--pass-pipeline={SPIRV_PIPELINE}"], kernels)
     modules = _spirv_modules(lowered)
     if len(modules) != 1:
         raise LoweringError(
