@@ -380,6 +380,11 @@ class CompiledModel:
         if self._profiler is not None:
             return self._profiler
         if self._profile_source is None:
+            if self.target in GPU_TARGETS:
+                raise RunError(
+                    "profile() times the layers of CPU code; time GPU kernels with "
+                    "bench/opencl.py (per layer) or by calling the artifact"
+                )
             raise RunError(
                 f"profile() times code on this machine; {self.target} code runs under "
                 "emulation, whose times mean nothing: compile for target='host'"
@@ -581,7 +586,8 @@ def compile(
                 module, ctx
             )
     with using_storage(ctx):
-        layers = tuple(layer_report(module, opts.name, lowering=_lowering_of))
+        how = _gpu_lowering_of if target in GPU_TARGETS else _lowering_of
+        layers = tuple(layer_report(module, opts.name, lowering=how))
     # The profiled build starts from here, when `profile` is first called (host code only).
     runs_here = getattr(getattr(backend, "machine", None), "is_host", False)
     profile_source = (module.clone(), ctx) if runs_here else None
@@ -639,6 +645,12 @@ def _lower_and_build(
         threads=opts.threads,
     )
     return text, signature, weights, runner
+
+
+def _gpu_lowering_of(op: Any) -> str:
+    """How a non-pconv layer runs on the GPU backends: `gpu-loops`, upstream's kernels of
+    parallel loops (a work-item per output row, no register blocking)."""
+    return "gpu-loops"
 
 
 def _lowering_of(op: Any) -> str:

@@ -179,9 +179,9 @@ def layer_report(
 ) -> list[LayerRow]:
     """One row per layer of `function` (default: the first function with layers).
 
-    `lowering(op)` says how a non-pconv layer is lowered (`vector` or `scalar`; default
-    `scalar`). Constants are read from the active resource storage
-    (`pconv_mlir.elements.using_storage`)."""
+    `lowering(op)` says how a non-pconv layer is lowered (`vector` or `scalar` on the CPU,
+    `gpu-loops` on the GPU backends; default `scalar`). Constants are read from the active
+    resource storage (`pconv_mlir.elements.using_storage`)."""
     how = lowering or (lambda op: "scalar")
     functions = [f for f in module.ops if isinstance(f, func.FuncOp) and layers_of(f)]
     if function is not None:

@@ -24,7 +24,7 @@ from test_networks import mixed_network, relative_error
 
 import pconv_mlir
 from pconv_mlir import pruning, toolchain
-from pconv_mlir.errors import PconvError
+from pconv_mlir.errors import PconvError, RunError
 
 RUNTIME = Path(pconv_mlir.__file__).parent / "runtime"
 
@@ -60,6 +60,10 @@ def test_mixed_network_on_the_opencl_device(seed, c, shape, target, opencl):
             assert relative_error(artifact(x2), model(x2).numpy()) < 1e-4
         kinds = {row.kind for row in artifact.report}
         assert {"pattern", "1x1", "dense"} <= kinds
+        # The per-layer report says how the layers run: ours, or upstream's plain kernels.
+        assert {row.lowering for row in artifact.report} == {"pconv", "gpu-loops"}
+        with pytest.raises(RunError, match="profile\\(\\) times the layers of CPU code"):
+            artifact.profile(x)
         if target == "opencl":
             assert "__kernel" in artifact.text
         else:
