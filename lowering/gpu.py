@@ -6,10 +6,12 @@ back ends run on the result.
 
 - `BUFFERIZE_PIPELINE`: one-shot bufferization of the whole module, function boundaries with
   identity layouts (a host function takes and returns plain buffers).
-- `kernel_pipeline(tile)`: every linalg op on buffers becomes `scf.parallel` loops over its
-  parallel dims (reductions stay `scf.for` inside), tiled by `tile` (the work-group: the loop's
-  first dims, in order), mapped to blocks and threads, made a `gpu.launch` and outlined into a
-  `gpu.module` of its own with its `gpu.launch_func`; then affine maps to arith (xDSL cannot
+- `PARALLEL_LOOPS_PIPELINE`: every linalg op on buffers becomes `scf.parallel` loops over its
+  parallel dims (reductions stay `scf.for` inside); `pconv-flatten-parallel` then makes each a
+  one-dim loop in xDSL.
+- `kernel_pipeline(tile)`: the parallel loops, tiled by `tile` (the work-group: the loop's
+  first dims, in order), mapped to blocks and threads, made `gpu.launch`es and outlined into
+  `gpu.module`s of their own with their `gpu.launch_func`s; then affine maps to arith (xDSL cannot
   read the semi-affine maps the mapping leaves) and clean-ups.
 - `SPIRV_PIPELINE` and `spirv_binary`: the module's kernels as one SPIR-V module with the
   Kernel capability for OpenCL (physical 64-bit addressing, `SPIRV_TARGET_ENV`), serialised by
@@ -36,6 +38,7 @@ from pconv_mlir.toolchain import run_tool
 __all__ = [
     "BUFFERIZE_PIPELINE",
     "DEFAULT_TILE",
+    "PARALLEL_LOOPS_PIPELINE",
     "SPIRV_PIPELINE",
     "SPIRV_TARGET_ENV",
     "kernel_pipeline",
@@ -50,16 +53,21 @@ BUFFERIZE_PIPELINE = (
     "function-boundary-type-conversion=identity-layout-map},canonicalize)"
 )
 
-DEFAULT_TILE = (1, 4, 8)
-"""Work-group of the kernels made from linalg ops: the sizes of their loops' first dims."""
+DEFAULT_TILE = (64,)
+"""Work-group of the kernels made from linalg ops: the sizes of their loops' first dims (after
+`pconv-flatten-parallel`, a loop has one dim: 64 consecutive outputs per work-group)."""
+
+PARALLEL_LOOPS_PIPELINE = "builtin.module(func.func(convert-linalg-to-parallel-loops))"
+"""Linalg ops on buffers to `scf.parallel` loops over their parallel dims (reductions inside
+as `scf.for`)."""
 
 
 def kernel_pipeline(tile: Sequence[int] = DEFAULT_TILE) -> str:
-    """The mlir-opt pipeline from linalg on buffers to outlined kernels (see the module
+    """The mlir-opt pipeline from parallel loops to outlined kernels (see the module
     docstring); `tile` is the work-group along the loops' first dims."""
     sizes = ",".join(str(int(t)) for t in tile)
     return (
-        "builtin.module(func.func(convert-linalg-to-parallel-loops,"
+        "builtin.module(func.func("
         f"scf-parallel-loop-tiling{{parallel-loop-tile-sizes={sizes} no-min-max-bounds=true}},"
         "gpu-map-parallel-loops,convert-parallel-loops-to-gpu),"
         "canonicalize,gpu-launch-sink-index-computations,"

@@ -12,10 +12,12 @@ device; nothing returns to the host between layers.
 3. `mlir-opt-22`: one-shot bufferization (`pconv_mlir.lowering.gpu.BUFFERIZE_PIPELINE`).
 4. `pconv-copies-to-linalg` again: the copies bufferization still made become linalg copies.
 5. `mlir-opt-22`: every other layer (dense, 1x1 and depthwise convs, pooling, linear layers,
-   element-wise ops, fills and copies) becomes a kernel through upstream's
-   `convert-linalg-to-parallel-loops`, `scf-parallel-loop-tiling` (option `tile`: the work-group
-   along each loop's first dims), `gpu-map-parallel-loops`, `convert-parallel-loops-to-gpu` and
-   `gpu-kernel-outlining` (`pconv_mlir.lowering.gpu.kernel_pipeline`).
+   element-wise ops, fills and copies) becomes `scf.parallel` loops
+   (`convert-linalg-to-parallel-loops`), which `pconv-flatten-parallel` makes one-dim loops
+   over all their outputs; then upstream's `scf-parallel-loop-tiling` (option `tile`: the
+   work-group), `gpu-map-parallel-loops`, `convert-parallel-loops-to-gpu` and
+   `gpu-kernel-outlining` make them kernels (`pconv_mlir.lowering.gpu.kernel_pipeline`): a
+   work-item per output value, consecutive work-items on consecutive outputs.
 6. In xDSL: upstream's one-kernel `gpu.module`s are merged into the function's
    `gpu.module @<function>_kernels` (each kernel renamed after its module), every kernel
    launched with one constant work-group gets it as `gpu.known_block_size`, and the host
@@ -27,8 +29,7 @@ Every tensor constant that is not a splat is first made an external global
 without data and come back as they were (with their `pconv.external_data`), and every weight a
 kernel reads is a device buffer that the runtime fills from the weights, by symbol.
 
-Option: `tile` (default 1,4,8: for an NCHW layer, one image x 4 channels x 8 rows, each
-work-item computing a row).
+Option: `tile` (default 64: work-groups of 64 consecutive outputs).
 
     %y = pconv.fkw_conv2d %x, ... ; %p = linalg.pooling_nchw_max ...
   becomes
@@ -72,9 +73,15 @@ from pconv_mlir.errors import LoweringError, OptionError, PconvError
 from pconv_mlir.ir import parse_module
 from pconv_mlir.lowering.convert_pconv_to_gpu import ConvertPconvToGpuPass
 from pconv_mlir.lowering.externalize_constants import ExternalizeConstantsPass, is_external
-from pconv_mlir.lowering.gpu import BUFFERIZE_PIPELINE, DEFAULT_TILE, kernel_pipeline
+from pconv_mlir.lowering.gpu import (
+    BUFFERIZE_PIPELINE,
+    DEFAULT_TILE,
+    PARALLEL_LOOPS_PIPELINE,
+    kernel_pipeline,
+)
 from pconv_mlir.lowering.llvm import print_for_mlir_opt, run_mlir_opt
 from pconv_mlir.lowering.pconv_copies_to_linalg import PconvCopiesToLinalgPass
+from pconv_mlir.lowering.pconv_flatten_parallel import PconvFlattenParallelPass
 
 __all__ = ["HOST_OPS", "PconvLowerToGpuPass", "check_host_functions", "merge_kernel_modules"]
 
@@ -248,7 +255,9 @@ class PconvLowerToGpuPass(ModulePass):
         PconvCopiesToLinalgPass().apply(ctx, op)
         bufferized = _upstream(op, ctx, BUFFERIZE_PIPELINE)
         PconvCopiesToLinalgPass().apply(ctx, bufferized)
-        lowered = _upstream(bufferized, ctx, kernel_pipeline(self.tile))
+        loops = _upstream(bufferized, ctx, PARALLEL_LOOPS_PIPELINE)
+        PconvFlattenParallelPass().apply(ctx, loops)
+        lowered = _upstream(loops, ctx, kernel_pipeline(self.tile))
         merge_kernel_modules(lowered)
         PatternRewriteWalker(_FoldTruncfOfConstant()).rewrite_module(lowered)
         check_host_functions(lowered)

@@ -31,6 +31,10 @@ PASSES: dict[str, tuple[str, str]] = {
         "pconv_mlir.lowering.pconv_copies_to_linalg",
         "PconvCopiesToLinalgPass",
     ),
+    "pconv-flatten-parallel": (
+        "pconv_mlir.lowering.pconv_flatten_parallel",
+        "PconvFlattenParallelPass",
+    ),
     "pconv-lower-to-gpu": ("pconv_mlir.lowering.pconv_lower_to_gpu", "PconvLowerToGpuPass"),
     "pconv-gpu-fp16": ("pconv_mlir.lowering.pconv_gpu_fp16", "PconvGpuFp16Pass"),
     "pconv-vectorize-linalg": (

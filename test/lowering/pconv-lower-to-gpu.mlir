@@ -6,8 +6,9 @@
 // REQUIRES: clang, mlir-opt
 
 // A small network in torch-mlir's ops: a zero pad, a ReLU, a flatten of a slice, a linear
-// layer. Every layer becomes a kernel of one gpu.module; the host function holds buffers,
-// views and launches only. The pad is a fill kernel and a copy kernel into the padded
+// layer. Every layer becomes a kernel of one gpu.module, a work-item per output value in
+// work-groups of 64 (the loops flattened); the host function holds buffers, views and
+// launches only. The pad is a fill kernel and a copy kernel into the padded
 // buffer's interior (a subview, passed with its offset in its type: no host copy).
 
 // CHECK:       func.func @net(%{{.*}}: memref<1x2x5x3xf32>, %{{.*}}: memref<4x10xf32>) -> memref<1x4xf32> {
@@ -22,10 +23,10 @@
 // CHECK-NOT:     gpu.launch_func
 // CHECK:         func.return
 // CHECK:       "gpu.module"() <{sym_name = "net_kernels"}>
-// CHECK:         {gpu.kernel, sym_name = "net_kernel", workgroup_attributions = 0 : i64, gpu.known_block_size = array<i32: 1, 4, 8>}
+// CHECK:         {gpu.kernel, sym_name = "net_kernel", workgroup_attributions = 0 : i64, gpu.known_block_size = array<i32: 64, 1, 1>}
 // CHECK-NOT:   "gpu.module"
 
-// CL:          __kernel __attribute__((reqd_work_group_size(1, 4, 8)))
+// CL:          __kernel __attribute__((reqd_work_group_size(64, 1, 1)))
 // CL-NEXT:     void net_kernel(__global float *
 // CL:          void net_kernel_0(__global const float *{{.*}}, __global float *
 
