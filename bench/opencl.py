@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/opencl.py                 # VGG-16's 13 3x3 layers at CIFAR size
     .venv/bin/python bench/opencl.py --quick         # three small layers (a smoke test)
+    .venv/bin/python bench/opencl.py --stage         # also: sparse with input tiles staged
 
 Each layer of VGG-16 (input 32x32, the CIFAR network) is built three ways, as `bench/
 conv_layers.py` builds them: `dense` (the 9-tap pattern on every kernel), `pattern` (8 patterns
@@ -13,6 +14,11 @@ output value (the kernel-level work per pixel: kept kernels x taps / filters; de
 and the speed-ups of pattern and sparse over dense through the same GPU code. Then the whole
 pruned network, compiled with its 3x3 convs as patterns and as dense 9-tap kernels (every
 other layer the same upstream kernels), milliseconds per call.
+
+With `--stage` the sparse layer is also built with `gpu_stage_input=1` (its input tiles
+staged in local memory, channel blocks picked by pconv-fkw-pack to fit 32 KB) and the table
+adds its milliseconds and its speed-up over the unstaged sparse kernel. Staging pays only
+where local memory is on chip; the backend turns it on by default only there.
 
 Here the device is PoCL on the CPU (a CPU OpenCL device): the numbers are for relative
 comparison only (pattern vs dense through the same kernels), not a phone GPU's times; see the
@@ -85,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="three small layers")
     parser.add_argument("--csv", default="bench/results/opencl.csv")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--stage", action="store_true", help="also time sparse with gpu_stage_input=1"
+    )
     args = parser.parse_args(argv)
 
     from pconv_mlir.backends import get_backend
@@ -105,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'layer':<14}{'C':>5}{'F':>5}{'HxW':>8}"
         + "".join(f"{v + ' ms':>12}{'MAC/px':>8}" for v in VARIANTS)
         + f"{'pat/dense':>11}{'sp/dense':>10}"
+        + (f"{'staged ms':>11}{'staged/sp':>10}" if args.stage else "")
     )
     print(header)
     rows = []
@@ -118,18 +128,29 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{variant}_macs_per_pixel"] = kept * TAPS[variant] / layer.f
         row["pattern_speedup"] = row["dense_ms"] / row["pattern_ms"]
         row["sparse_speedup"] = row["dense_ms"] / row["sparse_ms"]
+        staged = ""
+        if args.stage:
+            stage = {"gpu_stage_input": 1}
+            module, ctx, _, _ = cl.build(layer, "sparse", backend, stage, args.seed, False)
+            row["staged_ms"] = backend.cost(module, ctx, "conv", repeats=args.repeats) * 1e3
+            row["staged_speedup"] = row["sparse_ms"] / row["staged_ms"]
+            staged = f"{row['staged_ms']:>11.3f}{row['staged_speedup']:>9.2f}x"
         rows.append(row)
         print(
             f"{layer.name:<14}{layer.c:>5}{layer.f:>5}{f'{layer.h}x{layer.w}':>8}"
             + "".join(
                 f"{row[f'{v}_ms']:>12.3f}{row[f'{v}_macs_per_pixel']:>8.1f}" for v in VARIANTS
             )
-            + f"{row['pattern_speedup']:>10.2f}x{row['sparse_speedup']:>9.2f}x",
+            + f"{row['pattern_speedup']:>10.2f}x{row['sparse_speedup']:>9.2f}x"
+            + staged,
             flush=True,
         )
-    for key in ("pattern_speedup", "sparse_speedup"):
+    means = {"pattern_speedup": "pattern over dense", "sparse_speedup": "sparse over dense"}
+    if args.stage:
+        means["staged_speedup"] = "staged sparse over unstaged sparse"
+    for key, what in means.items():
         mean = statistics.geometric_mean(r[key] for r in rows)
-        print(f"geometric mean {key.replace('_', ' ')} over dense: {mean:.2f}x")
+        print(f"geometric mean speed-up, {what}: {mean:.2f}x")
     if not args.quick:
         network(args.repeats)
     out = Path(args.csv)

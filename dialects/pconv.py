@@ -256,6 +256,14 @@ SCHEDULE_FIELDS: dict[str, ScheduleField] = {
     "gpu_workgroup_y": ScheduleField(
         4, 1, "GPU: work-items of a work-group along the output rows", gpu=True
     ),
+    "gpu_stage_input": ScheduleField(
+        0,
+        0,
+        "GPU: 1 loads the input rows and columns a work-group reads into local memory once per "
+        "channel block (0: every work-item reads its taps from global memory)",
+        maximum=1,
+        gpu=True,
+    ),
 }
 """The schedule's vocabulary: the one place a schedule parameter is defined. The attribute,
 its parser, printer and verifier, the passes that set it and `compile`'s options all read it."""
@@ -264,6 +272,37 @@ GPU_WORKGROUP_LIMIT = 256
 """Most work-items a GPU schedule's work-group may hold (`gpu_workgroup_x * gpu_workgroup_y`):
 within the device limits of mobile GPUs (Adreno, Mali); a register-heavy kernel may still be
 allowed fewer (`CL_KERNEL_WORK_GROUP_SIZE`)."""
+
+GPU_LOCAL_MEMORY_LIMIT = 32 * 1024
+"""Bytes of local memory a staged input tile (`gpu_stage_input`) may take: the least an OpenCL
+1.2 device has (`CL_DEVICE_LOCAL_MEM_SIZE`); Adreno and Mali have at least this much."""
+
+
+def gpu_stage_tile(
+    output: tuple[int, int],
+    window: tuple[int, int],
+    strides: tuple[int, int],
+    dilation: tuple[int, int],
+    schedule: ScheduleAttr,
+) -> tuple[int, int]:
+    """(rows, columns) of the input one work-group of convert-pconv-to-gpu reads in one channel:
+    what `gpu_stage_input` stages in local memory for each channel of a channel block. `output`
+    is the output's (height, width); the work-group is clamped to the output as the lowering
+    clamps it."""
+    oh, ow = output
+    kh, kw = window
+    sh, sw = strides
+    dh, dw = dilation
+    pixels = min(schedule["gpu_block_pixels"], ow)
+    wx = min(schedule["gpu_workgroup_x"], -(-ow // pixels))
+    wy = min(schedule["gpu_workgroup_y"], oh)
+    return (wy - 1) * sh + (kh - 1) * dh + 1, (wx * pixels - 1) * sw + (kw - 1) * dw + 1
+
+
+def gpu_stage_channels(tile: tuple[int, int]) -> int:
+    """The most channels of a staged tile of `tile` (rows, columns) that fit in
+    `GPU_LOCAL_MEMORY_LIMIT` as fp32 (0 when not even one does)."""
+    return GPU_LOCAL_MEMORY_LIMIT // (tile[0] * tile[1] * 4)
 
 
 @irdl_attr_definition
@@ -279,7 +318,8 @@ class ScheduleAttr(ParametrizedAttribute):
     parameters are convert-pconv-to-gpu's: a work-item computes `gpu_block_pixels` consecutive
     output columns of one row for `gpu_filters_per_item` stored filters, in work-groups of
     `gpu_workgroup_x` (pixel blocks) x `gpu_workgroup_y` (rows) work-items, at most
-    `GPU_WORKGROUP_LIMIT`. Omitted keys take their defaults; the attribute always prints the
+    `GPU_WORKGROUP_LIMIT`; `gpu_stage_input = 1` stages the input rows a work-group shares in
+    local memory. Omitted keys take their defaults; the attribute always prints the
     CPU parameters, and a GPU one only when it is not its default.
 
         #pconv.schedule<vector_width = 8, unroll_rows = 3, unroll_cols = 2, partial_sums = 1,
@@ -762,6 +802,34 @@ class FkwConv2dOp(IRDLOperation):
         channels = _static_shape(self.input, "input")[1]
         return fkw.channel_blocks(channels, self.schedule["tile_channels"])
 
+    def gpu_stage_tile(self) -> tuple[int, int]:
+        """(rows, columns) per channel of the input tile `gpu_stage_input` stages."""
+        _, _, oh, ow = _static_shape(self.result, "result")
+        sh, sw = (int(v) for v in self.strides.get_values())
+        dh, dw = (int(v) for v in self.dilation.get_values())
+        window = self.patterns.kernel_window
+        return gpu_stage_tile((oh, ow), window, (sh, sw), (dh, dw), self.schedule)
+
+    def verify_stage_tile(self, channels: int) -> None:
+        """A staged tile (one channel block) must fit in `GPU_LOCAL_MEMORY_LIMIT`."""
+        rows, cols = self.gpu_stage_tile()
+        block = self.schedule["tile_channels"] or channels
+        block = min(block, channels)
+        size = block * rows * cols * 4
+        if size <= GPU_LOCAL_MEMORY_LIMIT:
+            return
+        most = gpu_stage_channels((rows, cols))
+        fix = (
+            f"tile_channels at most {most}"
+            if most
+            else "smaller gpu_workgroup_x, gpu_workgroup_y or gpu_block_pixels"
+        )
+        raise VerifyException(
+            f"gpu_stage_input: the work-group's input tile of {block} channels x {rows} rows x "
+            f"{cols} columns is {size} bytes, more than the {GPU_LOCAL_MEMORY_LIMIT} bytes of "
+            f"local memory OpenCL 1.2 guarantees; use {fix}"
+        )
+
     def verify_(self) -> None:
         for name in ("offset", "reorder", "index", "stride"):
             element_type = getattr(self, name).type.element_type
@@ -797,6 +865,9 @@ class FkwConv2dOp(IRDLOperation):
                 )
 
         _verify_grouping(self, filters, order_required=False)
+
+        if self.schedule["gpu_stage_input"]:
+            self.verify_stage_tile(channels)
 
         arrays = self.fkw_arrays()
         if arrays is not None:

@@ -19,6 +19,20 @@ default 4), `gpu_filters_per_item` (G, default 4), `gpu_workgroup_x` / `gpu_work
 the channel blocks of `tile_channels` become a loop around the pattern runs. The pass has no
 options of its own.
 
+Local memory (`gpu_stage_input = 1`): the input rows and columns that a work-group's items
+share, `(wy - 1) * sh + (kh - 1) * dh + 1` rows by `(wx * P - 1) * sw + (kw - 1) * dw + 1`
+columns for each channel of a channel block, are loaded into a `__local` tile once (memref
+memory space 3) and every tap reads the tile. The order becomes channel block outermost: for
+each block, a barrier, a cooperative load (each work-item loads every (wx * wy)-th element,
+zero past the input), a barrier, then the runs of all G filters of the work-item in that block,
+their G x P accumulators carried across blocks. So a kernel has one barrier pair per channel
+block, outside the per-pattern loops, and every work-item reaches them: the bounds checks move
+onto the stores, and a filter past the last one recomputes the last filter and stores nothing.
+The tile must fit in `GPU_LOCAL_MEMORY_LIMIT` (the op verifier checks; pconv-fkw-pack picks
+channel blocks when staging is asked for without them). Staging pays where local memory is on
+chip (Adreno: `CL_LOCAL`); where it is ordinary memory (PoCL on a CPU, Mali: `CL_GLOBAL`) it
+only adds copies and barriers, and the opencl backend leaves it off.
+
 Padding: when the conv pads, or when the last block of P columns reads past the input's right
 edge, a small pad kernel in the same `gpu.module` first writes a zero-padded copy of the input
 (wide enough for every block), launched before the conv; the conv kernel then needs no bounds
@@ -30,7 +44,8 @@ shapes) and scf (`for`, `if`, `yield`): what the OpenCL C target prints and what
 SPIR-V lowering for `math.fma`). Each kernel carries `gpu.known_block_size` (its work-group) and
 the `gpu.kernel` attribute that upstream MLIR reads, next to xDSL's `kernel` property.
 
-Kernel (G = 1, K patterns, B channel blocks; stored filter i, output channel o = reorder[i]):
+Kernel without staging (G = 1, K patterns, B channel blocks; stored filter i, output channel
+o = reorder[i]):
 
     gpu.func @conv0(%x: memref<NxCxHpxWpxf32>, %reorder, %index, %stride, %weight,
                     [%bias: memref<Fxf32>,] [%residual: memref<NxFxOHxOWxf32>,]
@@ -85,6 +100,7 @@ from xdsl.dialects.builtin import (
     SymbolRefAttr,
     TensorType,
     UnitAttr,
+    i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
@@ -330,6 +346,11 @@ class GpuConvEmitter:
         self.blocks = op.channel_blocks()
         self.relu = op.relu is not None
         self.relu6 = op.relu6 is not None
+        self.staged = op.schedule["gpu_stage_input"] == 1
+        """Whether each kernel's input tile is staged in local memory (`gpu_stage_input`)."""
+        self.store_guards: list[SSAValue] = []
+        self.channel_base: SSAValue | None = None
+        """The first channel of the staged channel block being emitted (None: the only one)."""
 
     @property
     def pad_name(self) -> str:
@@ -452,19 +473,147 @@ class GpuConvEmitter:
             guards.append(self.k.below(block, geo.pixel_blocks))
         if geo.oh % wy:
             guards.append(self.k.below(oh, geo.oh))
-        with _guard(guards):
+        # With the input staged in local memory every work-item of a work-group takes part in
+        # each block's load and barriers: the bounds check guards the stores only.
+        self.store_guards = guards if self.staged else []
+        with _guard([] if self.staged else guards):
             blocks = geo.filter_blocks
             n = arith.DivUIOp(z, self.k(blocks)).result if geo.n > 1 else self.k(0)
             part = arith.RemUIOp(z, self.k(blocks)).result if geo.n > 1 else z
             ow0 = self.k.mul(block, geo.pixels)
-            item = _Item(n, oh, ow0, self.hoisted(oh, ow0))
             first = self.k.mul(part, geo.filters)
+            if self.staged:
+                self.tile = self.local_tile(n)
+                local = self.hoisted(self.tile.ly, self.k.mul(self.tile.lx, geo.pixels))
+                outs = [self.k.add(ow0, j) for j in range(geo.pixels)]
+                item = _Item(n, oh, ow0, _Offsets(local.rows, local.cols, outs))
+                self.staged_filters(item, first)
+                return
+            item = _Item(n, oh, ow0, self.hoisted(oh, ow0))
             for g in range(geo.filters):
                 i = self.k.add(first, g)
-                # The last filter block is short when G does not divide F.
-                short = g >= geo.f - (geo.filter_blocks - 1) * geo.filters
-                with _guard([self.k.below(i, geo.f)] if short else []):
+                with _guard([self.k.below(i, geo.f)] if self.short(g) else []):
                     self.one_filter(item, i)
+
+    def short(self, g: int) -> bool:
+        """Whether the work-item's filter `g` may lie past the last filter (the last filter
+        block is short when G does not divide F)."""
+        geo = self.geo
+        return g >= geo.f - (geo.filter_blocks - 1) * geo.filters
+
+    def staged_filters(self, item: _Item, first: SSAValue) -> None:
+        """All G filters of the work-item over the input staged in local memory, one channel
+        block at a time: stage the block, then every filter's runs in that block; the
+        accumulators of all G filters are carried across blocks. A filter past the last one
+        (short filter block) computes the last filter again and stores nothing, so that every
+        work-item of the work-group reaches the same barriers."""
+        geo = self.geo
+        filters, channels, accs = [], [], []
+        for g in range(geo.filters):
+            i = self.k.add(first, g)
+            if self.short(g):
+                i = arith.MinUIOp(i, self.k(geo.f - 1)).result
+            channel = _load_index(self.reorder, [i])
+            if self.bias is not None:
+                start = memref.LoadOp.get(self.bias, [channel]).res
+            else:
+                start = self.k.f32(0.0)
+            filters.append(i)
+            channels.append(channel)
+            accs += [start] * geo.pixels
+
+        def blocked(
+            base: SSAValue | None, first_run: SSAValue | None, accs: list[SSAValue]
+        ) -> list[SSAValue]:
+            self.stage(base)
+            self.channel_base = base
+            out = []
+            for g, i in enumerate(filters):
+                mine = accs[g * geo.pixels : (g + 1) * geo.pixels]
+                out += self.runs(item, i, first_run, mine)
+            return out
+
+        if self.blocks == 1:
+            accs = blocked(None, None, accs)
+        else:
+            body = Block(arg_types=[index_type, *(a.type for a in accs)])
+            with ImplicitBuilder(body):
+                b = body.args[0]
+                base = self.k.mul(b, self.block_channels)
+                first_run = self.k.mul(b, len(self.patterns))
+                scf.YieldOp(*blocked(base, first_run, list(body.args[1:])))
+            loop = scf.ForOp(self.k(0), self.k(self.blocks), self.k(1), accs, body)
+            accs = list(loop.results)
+        for g in range(geo.filters):
+            mine = accs[g * geo.pixels : (g + 1) * geo.pixels]
+            with _guard([self.k.below(self.k.add(first, g), geo.f)] if self.short(g) else []):
+                self.store(item, channels[g], mine)
+
+    @property
+    def block_channels(self) -> int:
+        """Input channels of one channel block (`tile_channels`, or all of them)."""
+        tile = self.op.schedule["tile_channels"]
+        return tile if self.blocks > 1 else self.geo.c
+
+    @property
+    def tile_shape(self) -> tuple[int, int, int]:
+        """Channels, rows and columns of the input a work-group reads in one channel block
+        (its staged tile; the op's verifier has checked that it fits in local memory)."""
+        return (self.block_channels, *self.op.gpu_stage_tile())
+
+    def local_tile(self, n: SSAValue) -> _Tile:
+        """The work-group's tile in local memory (memory space 3) and where it starts in the
+        input: `gpu_workgroup_y` output rows and `gpu_workgroup_x` pixel blocks' worth of
+        input rows and columns, for every channel of one channel block."""
+        geo = self.geo
+        wx, wy = geo.workgroup
+        local = MemRefType(f32, list(self.tile_shape), memory_space=IntegerAttr(3, i64))
+        buffer = memref.AllocOp([], [], local).memref
+        bx = gpu.BlockIdOp(gpu.DimensionAttr(gpu.DimensionEnum.X)).result
+        by = gpu.BlockIdOp(gpu.DimensionAttr(gpu.DimensionEnum.Y)).result
+        lx = gpu.ThreadIdOp(gpu.DimensionAttr(gpu.DimensionEnum.X)).result
+        ly = gpu.ThreadIdOp(gpu.DimensionAttr(gpu.DimensionEnum.Y)).result
+        first = arith.AddiOp(self.k.mul(ly, wx), lx).result
+        row0 = self.k.mul(by, wy * geo.sh)
+        col0 = self.k.mul(bx, wx * geo.pixels * geo.sw)
+        return _Tile(buffer, n, row0, col0, lx, ly, first)
+
+    def stage(self, base: SSAValue | None) -> None:
+        """The channel block starting at channel `base` (None: the only block) of the
+        work-group's input tile into local memory: after a barrier (the last block's readers
+        are done), each work-item loads every (wx * wy)-th element (zero outside the input),
+        then a barrier."""
+        geo, tile = self.geo, self.tile
+        wx, wy = geo.workgroup
+        channels, rows, cols = self.tile_shape
+        source = self.x.type
+        assert isinstance(source, MemRefType)
+        height, width = source.get_shape()[2:]
+        if base is not None:
+            gpu.BarrierOp()
+        body = Block(arg_types=[index_type])
+        with ImplicitBuilder(body):
+            e = body.args[0]
+            ch = arith.DivUIOp(e, self.k(rows * cols)).result
+            rest = arith.RemUIOp(e, self.k(rows * cols)).result
+            r = arith.DivUIOp(rest, self.k(cols)).result
+            c = arith.RemUIOp(rest, self.k(cols)).result
+            row = arith.AddiOp(tile.row0, r).result
+            col = arith.AddiOp(tile.col0, c).result
+            channel = ch if base is None else arith.AddiOp(base, ch).result
+            inside = [self.k.below(row, height), self.k.below(col, width)]
+            if geo.c % channels:
+                inside.append(self.k.below(channel, geo.c))
+            then, other = Block(), Block()
+            with ImplicitBuilder(then):
+                scf.YieldOp(memref.LoadOp.get(self.x, [tile.n, channel, row, col]).res)
+            with ImplicitBuilder(other):
+                scf.YieldOp(self.k.f32(0.0))
+            value = scf.IfOp(_all(inside), [f32], Region(then), Region(other)).results[0]
+            memref.StoreOp.get(value, tile.buffer, [ch, r, c])
+            scf.YieldOp()
+        scf.ForOp(tile.first, self.k(channels * rows * cols), self.k(wx * wy), [], body)
+        gpu.BarrierOp()
 
     def hoisted(self, oh: SSAValue, ow0: SSAValue) -> _Offsets:
         """The input rows and columns the work-item's taps read, computed once: row r of the
@@ -541,6 +690,9 @@ class GpuConvEmitter:
         pixel's tap, at stride 1) load it once."""
         geo = self.geo
         channel = _load_index(self.index, [k])
+        local = channel  # the kernel's channel in the staged tile
+        if self.staged and self.channel_base is not None:
+            local = arith.SubiOp(channel, self.channel_base).result
         taps = self.patterns[pattern]
         weights = [memref.LoadOp.get(self.weight, [k, self.k(t)]).res for t in range(len(taps))]
         loaded: dict[tuple[int, int], SSAValue] = {}
@@ -551,7 +703,11 @@ class GpuConvEmitter:
                 at = (r, j * geo.sw + c * geo.dw)
                 if at not in loaded:
                     row, col = item.offsets.rows[at[0]], item.offsets.cols[at[1]]
-                    loaded[at] = memref.LoadOp.get(self.x, [item.n, channel, row, col]).res
+                    if self.staged:
+                        at_local = [local, row, col]
+                        loaded[at] = memref.LoadOp.get(self.tile.buffer, at_local).res
+                    else:
+                        loaded[at] = memref.LoadOp.get(self.x, [item.n, channel, row, col]).res
                 product = arith.MulfOp(loaded[at], weights[t]).result
                 out[j] = arith.AddfOp(out[j], product).result
         return out
@@ -563,7 +719,8 @@ class GpuConvEmitter:
         for j, acc in enumerate(accs):
             col = item.offsets.outs[j]
             at = [item.n, channel, item.oh, col]
-            with _guard([self.k.below(col, geo.ow)] if j >= whole else []):
+            column = [self.k.below(col, geo.ow)] if j >= whole else []
+            with _guard([*self.store_guards, *column]):
                 value = acc
                 if self.residual is not None:
                     shortcut = memref.LoadOp.get(self.residual, at).res
@@ -588,6 +745,21 @@ class _Offsets:
     rows: dict[int, SSAValue]
     cols: dict[int, SSAValue]
     outs: list[SSAValue]
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """A work-group's input tile in local memory: the buffer, the image, the input row and
+    column it starts at, this work-item's place in the work-group and its first element of the
+    cooperative load."""
+
+    buffer: SSAValue
+    n: SSAValue
+    row0: SSAValue
+    col0: SSAValue
+    lx: SSAValue
+    ly: SSAValue
+    first: SSAValue
 
 
 @dataclass(frozen=True)

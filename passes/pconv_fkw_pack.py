@@ -17,7 +17,10 @@ context, never as text. A conv whose weight is not a constant is left alone.
 
 Options: any `#pconv.schedule` parameter (`vector_width`, `unroll_rows`, `unroll_cols`,
 `partial_sums`, `unroll_filters`, `tile_channels`; the others take their defaults), `report`
-(print dense fp32 bytes and FKW bytes of each conv to stderr).
+(print dense fp32 bytes and FKW bytes of each conv to stderr). With `gpu_stage_input = 1` and
+no `tile_channels`, a conv whose staged input tile (every channel) would not fit in the GPU's
+local memory gets channel blocks of the most channels that fit, so that convert-pconv-to-gpu
+stages one block at a time.
 
     %w = arith.constant dense<...> : tensor<4x3x3x3xf32>
     %y = pconv.conv2d %x, %w patterns <...> kernel_patterns dense<...> ...
@@ -49,6 +52,8 @@ from pconv_mlir.dialects.pconv import (
     Conv2dOp,
     FkwConv2dOp,
     ScheduleAttr,
+    gpu_stage_channels,
+    gpu_stage_tile,
     schedule_options,
     schedule_values,
     window_of,
@@ -82,7 +87,8 @@ class _PackWeights(RewritePattern):
                 op, f"weight ({f}, {c}) is nonzero at tap {tap} outside its kernel's pattern"
             )
         order = None if op.filter_order is None else list(op.filter_order.get_values())
-        packed = fkw.pack(weight, ids, patterns, order, self.schedule["tile_channels"])
+        schedule = self.staged_schedule(op)
+        packed = fkw.pack(weight, ids, patterns, order, schedule["tile_channels"])
         if self.report:
             dense = weight.size * 4
             print(
@@ -99,7 +105,7 @@ class _PackWeights(RewritePattern):
             op.bias,
             op.result.type,
             op.patterns,
-            self.schedule,
+            schedule,
             **window_of(op),
             residual=op.residual,
             filter_groups=groups,
@@ -109,6 +115,23 @@ class _PackWeights(RewritePattern):
         rewriter.replace(op, [*constants, new], [new.result])
         if isinstance(dense_weight, ConstantOp) and not dense_weight.result.uses:
             rewriter.erase(dense_weight)
+
+    def staged_schedule(self, op: Conv2dOp) -> ScheduleAttr:
+        """The schedule, with channel blocks when `gpu_stage_input` asks for an input tile of
+        every channel that does not fit in local memory and `tile_channels` is not given: the
+        most channels that fit (see `gpu_stage_tile`)."""
+        schedule = self.schedule
+        if not schedule["gpu_stage_input"] or schedule["tile_channels"]:
+            return schedule
+        _, channels, _, _ = op.input.type.get_shape()
+        _, _, oh, ow = op.result.type.get_shape()
+        window = window_of(op)
+        kernel = op.patterns.kernel_window
+        tile = gpu_stage_tile((oh, ow), kernel, window["strides"], window["dilation"], schedule)
+        most = gpu_stage_channels(tile)
+        if most >= channels or most == 0:
+            return schedule  # it fits; or nothing does, and the verifier says so
+        return schedule.replace(tile_channels=most)
 
 
 @dataclass(frozen=True)

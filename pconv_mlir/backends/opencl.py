@@ -106,7 +106,16 @@ class OpenClBackend(Backend):
         return f"{device.name.strip()} ({device.platform.name.strip()}, {device.version.strip()})"
 
     def schedule_defaults(self) -> dict[str, int]:
-        return {}
+        """`gpu_stage_input = 1` (convs stage their input tiles in local memory) when the
+        device's local memory is on chip, where it pays; off where it is global memory (PoCL
+        on a CPU, Mali) or there is no device. A `gpu_stage_input` given to `compile` wins."""
+        from pconv_mlir.runtime.opencl import local_memory_on_chip, opencl_device
+
+        try:
+            device = opencl_device(spir=self.name == "spirv")
+        except RunError:
+            return {}
+        return {"gpu_stage_input": int(local_memory_on_chip(device))}
 
     def lowering(self, *, lre: bool = True) -> list[ModulePass]:
         from pconv_mlir.lowering.pconv_lower_to_gpu import PconvLowerToGpuPass

@@ -165,6 +165,15 @@ def opencl_device(*, spir: bool = False) -> Any:
     raise RunError(f"no {wanted} (install pocl-opencl-icd for the CPU)")
 
 
+def local_memory_on_chip(device: Any) -> bool:
+    """Whether `device`'s local memory is dedicated on-chip memory (`CL_LOCAL`: Adreno and most
+    discrete GPUs) rather than a region of global memory (`CL_GLOBAL`: PoCL on a CPU, Mali),
+    where staging data in it only adds copies."""
+    import pyopencl as cl
+
+    return device.local_mem_type == cl.device_local_mem_type.LOCAL
+
+
 class OpenClRunner(Runner):
     """Runs the host functions of a launch plan on an OpenCL device (see the module docstring).
 

@@ -194,6 +194,47 @@ func.func @blocked(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
 
 // -----
 
+// gpu_stage_input = 1 with channel blocks of 1: the work-group (2 x 3 items, 2 columns and 2
+// filters each) stages its tile of the padded input, 3 - 1 + 2 + 1 = 5 rows by 2 * 2 - 1 + 2 + 1
+// = 6 columns of one channel block, in local memory (space 3). Channel block loop outermost,
+// carrying both filters' accumulators (2 x 2); in it a barrier, the cooperative load (each item
+// every 6th element, zero past the input), a barrier, then both filters' pattern runs, whose taps
+// read the tile at (channel - block, local row, local column). No tap reads global memory. The
+// rows' bounds check (4 rows in work-groups of 3) moves onto the stores, so that every item
+// reaches the barriers.
+// CHECK-LABEL: builtin.module attributes {gpu.container_module}
+// CHECK:         ^bb0(%[[X:.*]]: memref<1x2x6x6xf32>, %{{.*}}: memref<2xi32>, %{{.*}}: memref<3xi32>, %{{.*}}: memref<2x5xi32>, %{{.*}}: memref<3x4xf32>, %[[OUT:.*]]: memref<1x2x4x4xf32>):
+// CHECK:           %[[OH:.*]] = "gpu.global_id"() <{dimension = #gpu<dim y>}> : () -> index
+// CHECK:           %[[ROWS_OK:.*]] = arith.cmpi ult, %[[OH]], %{{.*}} : index
+// CHECK-NOT:       scf.if
+// CHECK:           %[[TILE:.*]] = memref.alloc() : memref<1x5x6xf32, 3 : i64>
+// CHECK:           %[[TY:.*]] = "gpu.thread_id"() <{dimension = #gpu<dim y>}> : () -> index
+// CHECK:           scf.for %[[B:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (f32, f32, f32, f32) {
+// CHECK:             "gpu.barrier"() : () -> ()
+// CHECK-NEXT:        scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} {
+// CHECK:               memref.load %[[X]][%{{.*}}] : memref<1x2x6x6xf32>
+// CHECK:               memref.store %{{.*}}, %[[TILE]][%{{.*}}, %{{.*}}, %{{.*}}] : memref<1x5x6xf32, 3 : i64>
+// CHECK-NEXT:        }
+// CHECK-NEXT:        "gpu.barrier"() : () -> ()
+// CHECK:             scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args
+// CHECK:               %[[LOCAL:.*]] = arith.subi %{{.*}}, %[[B]] : index
+// CHECK:               memref.load %[[TILE]][%[[LOCAL]], %[[TY]], %{{.*}}] : memref<1x5x6xf32, 3 : i64>
+// CHECK-NOT:         memref<1x2x6x6xf32>
+// CHECK:           scf.if %[[ROWS_OK]] {
+// CHECK:             memref.store %{{.*}}, %[[OUT]]
+// CHECK:         }) {sym_name = "conv0", gpu.known_block_size = array<i32: 2, 3, 1>, gpu.kernel}
+func.func @staged(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
+  %offset = arith.constant dense<[0, 1, 3]> : tensor<3xi32>
+  %reorder = arith.constant dense<[1, 0]> : tensor<2xi32>
+  %index = arith.constant dense<[1, 0, 1]> : tensor<3xi32>
+  %stride = arith.constant dense<[[0, 0, 0, 1, 1], [1, 2, 2, 2, 3]]> : tensor<2x5xi32>
+  %weight = arith.constant dense<1.0> : tensor<3x4xf32>
+  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> schedule <vector_width = 4, unroll_rows = 1, unroll_cols = 1, tile_channels = 1, gpu_block_pixels = 2, gpu_filters_per_item = 2, gpu_workgroup_x = 2, gpu_workgroup_y = 3, gpu_stage_input = 1> strides [1, 1] padding [1, 1] dilation [1, 1] relu : (tensor<1x2x4x4xf32>, tensor<3xi32>, tensor<2xi32>, tensor<3xi32>, tensor<2x5xi32>, tensor<3x4xf32>) -> tensor<1x2x4x4xf32>
+  func.return %y : tensor<1x2x4x4xf32>
+}
+
+// -----
+
 // pconv.conv2d (not yet packed) is left alone, and the module gets no gpu.container_module.
 // CHECK-LABEL: builtin.module {
 // CHECK-NEXT:    func.func @not_packed
@@ -243,6 +284,22 @@ func.func @many_filters(%x: tensor<1x1x5x9xf32>) -> tensor<1x1x2x4xf32> {
   %weight = arith.constant dense<1.0> : tensor<1x4xf32>
   %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5]], taps = 4> schedule <gpu_filters_per_item = 17> strides [2, 2] padding [0, 0] dilation [1, 1] : (tensor<1x1x5x9xf32>, tensor<2xi32>, tensor<1xi32>, tensor<1xi32>, tensor<1x2xi32>, tensor<1x4xf32>) -> tensor<1x1x2x4xf32>
   func.return %y : tensor<1x1x2x4xf32>
+}
+
+// -----
+
+// ... and a staged input tile that fits in the 32 KB of local memory OpenCL 1.2 guarantees: 64
+// channels of 6 rows x 34 columns (work-groups of 8 x 4 items, 4 columns each, clamped to the
+// 32-column output) do not.
+// CHECK: gpu_stage_input: the work-group's input tile of 64 channels x 6 rows x 34 columns is 52224 bytes, more than the 32768 bytes of local memory OpenCL 1.2 guarantees; use tile_channels at most 40
+func.func @tile_too_big(%x: tensor<1x64x34x34xf32>) -> tensor<1x1x32x32xf32> {
+  %offset = arith.constant dense<[0, 1]> : tensor<2xi32>
+  %reorder = arith.constant dense<[0]> : tensor<1xi32>
+  %index = arith.constant dense<[0]> : tensor<1xi32>
+  %stride = arith.constant dense<[[0, 1]]> : tensor<1x2xi32>
+  %weight = arith.constant dense<1.0> : tensor<1x4xf32>
+  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5]], taps = 4> schedule <gpu_stage_input = 1> strides [1, 1] padding [0, 0] dilation [1, 1] : (tensor<1x64x34x34xf32>, tensor<2xi32>, tensor<1xi32>, tensor<1xi32>, tensor<1x2xi32>, tensor<1x4xf32>) -> tensor<1x1x32x32xf32>
+  func.return %y : tensor<1x1x32x32xf32>
 }
 
 // The same rule through a pass option: one line, exit 1.

@@ -1,5 +1,6 @@
 // RUN: pconv-opt %s -p 'pconv-fkw-pack{vector_width=4}' | filecheck %s
 // RUN: pconv-opt %s -p 'pconv-fkw-pack{report=true}' -o /dev/null 2>&1 | filecheck %s --check-prefix=REPORT
+// RUN: pconv-opt %s -p 'pconv-fkw-pack{gpu_stage_input=1}' | filecheck %s --check-prefix=STAGE
 
 // Two filters, two input channels, two patterns. Filter 0 keeps channel 1 (pattern 1);
 // filter 1 keeps channel 0 (pattern 0) and channel 1 (pattern 1). Only the kept taps survive,
@@ -35,6 +36,19 @@ func.func @pack_in_fkr_order(%x: tensor<1x2x7x7xf32>) -> tensor<1x2x3x3xf32> {
   ]> : tensor<2x2x3x3xf32>
   %y = pconv.conv2d %x, %w patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> kernel_patterns dense<[[-1, 1], [0, 1]]> : tensor<2x2xi8> strides [2, 2] padding [0, 0] dilation [1, 1] filter_order [1, 0] filter_groups [0, 1, 2] : (tensor<1x2x7x7xf32>, tensor<2x2x3x3xf32>) -> tensor<1x2x3x3xf32>
   func.return %y : tensor<1x2x3x3xf32>
+}
+
+// With gpu_stage_input = 1 and no tile_channels, a conv whose staged GPU input tile of every
+// channel would not fit in 32 KB of local memory gets channel blocks of the most channels that
+// do: 64 channels of 6 rows x 34 columns (work-groups of 8 x 4 items over the 32-column output,
+// 4 columns each) is 52224 bytes, 40 channels fit. The small conv fits whole: no blocks.
+// STAGE:       schedule <{{.*}}, tile_channels = 0, gpu_stage_input = 1> strides
+// STAGE-LABEL: func.func @staged_tile_blocks
+// STAGE:         pconv.fkw_conv2d {{.*}} schedule <{{.*}}, tile_channels = 40, gpu_stage_input = 1> strides [1, 1]
+func.func @staged_tile_blocks(%x: tensor<1x64x34x34xf32>) -> tensor<1x1x32x32xf32> {
+  %w = arith.constant dense<1.0> : tensor<1x64x3x3xf32>
+  %y = pconv.conv2d %x, %w patterns <[[0, 1, 2, 3, 4, 5, 6, 7, 8]], taps = 9> kernel_patterns dense<0> : tensor<1x64xi8> strides [1, 1] padding [0, 0] dilation [1, 1] : (tensor<1x64x34x34xf32>, tensor<1x64x3x3xf32>) -> tensor<1x1x32x32xf32>
+  func.return %y : tensor<1x1x32x32xf32>
 }
 
 // A weight that is not a constant stays a pconv.conv2d.

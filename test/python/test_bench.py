@@ -39,10 +39,12 @@ def test_quick_opencl_benchmark_writes_a_table_and_csv(tmp_path, capsys, need):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "opencl.csv"
-    assert module.main(["--quick", "--repeats", "1", "--csv", str(out)]) == 0
+    assert module.main(["--quick", "--repeats", "1", "--stage", "--csv", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "a CPU OpenCL device: relative comparison only" in printed and "sp/dense" in printed
+    assert "staged/sp" in printed
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 3
     for row in rows:
         assert float(row["sparse_ms"]) > 0 and float(row["dense_macs_per_pixel"]) > 0
+        assert float(row["staged_ms"]) > 0

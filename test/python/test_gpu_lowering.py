@@ -87,7 +87,8 @@ CASES = [
 def random_case(rng: np.random.Generator) -> dict:
     """Batch 1..2, channels and filters 1..9, H/W 1..14, stride 1/2, padding 0/1, dilation 1/2,
     K 1..4 patterns, bias, ReLU/ReLU6/none, a residual, channel blocks of 2 or 3 or none, and
-    1..5 pixels x 1..4 filters per work-item in work-groups of 1..8 x 1..8."""
+    1..5 pixels x 1..4 filters per work-item in work-groups of 1..8 x 1..8, input staged in
+    local memory or not."""
     while True:
         h, w = (int(v) for v in rng.integers(1, 15, size=2))
         stride, padding, dilation = (int(v) for v in rng.integers(1, 3, size=3) - [0, 1, 0])
@@ -112,6 +113,7 @@ def random_case(rng: np.random.Generator) -> dict:
             gpu_filters_per_item=int(rng.integers(1, 5)),
             gpu_workgroup_x=int(rng.integers(1, 9)),
             gpu_workgroup_y=int(rng.integers(1, 9)),
+            gpu_stage_input=int(rng.integers(0, 2)),
         ),
     )
 
@@ -121,6 +123,65 @@ CASES += [random_case(np.random.default_rng(4000 + i)) for i in range(8)]
 CASES.append(
     dict(n=1, c=24, f=36, h=16, w=16, stride=1, padding=1, k=8, bias=True, act="relu", schedule={})
 )
+# The same layer with its input staged in local memory (barriers in SPIR-V, workgroup memory).
+CASES.append(
+    dict(
+        n=2,
+        c=24,
+        f=36,
+        h=16,
+        w=15,
+        stride=1,
+        padding=1,
+        k=8,
+        bias=True,
+        act="relu",
+        schedule=dict(gpu_stage_input=1, gpu_workgroup_x=3, gpu_workgroup_y=3),
+    )
+)
+# Staged one channel block at a time: blocks of 5 channels, the last one short (24 = 4 x 5 + 4),
+# stride 2, 7 filters in blocks of 3 (the last one short).
+CASES.append(
+    dict(
+        n=1,
+        c=24,
+        f=7,
+        h=15,
+        w=13,
+        stride=2,
+        padding=1,
+        k=6,
+        bias=False,
+        act="relu6",
+        residual=True,
+        schedule=dict(
+            gpu_stage_input=1,
+            tile_channels=5,
+            gpu_filters_per_item=3,
+            gpu_block_pixels=3,
+            gpu_workgroup_x=2,
+            gpu_workgroup_y=5,
+        ),
+    )
+)
+
+# Staging asked for without channel blocks, on a layer whose tile of every channel (48 x 6 rows x
+# 34 columns) does not fit in 32 KB: pconv-fkw-pack picks blocks of 40 channels (the last 8).
+CASES.append(
+    dict(
+        n=1,
+        c=48,
+        f=6,
+        h=32,
+        w=32,
+        stride=1,
+        padding=1,
+        bias=True,
+        act="relu",
+        schedule=dict(gpu_stage_input=1),
+    )  # fmt: skip
+)
+STAGED_BLOCKS = len(CASES) - 1
 
 
 def lower(case: dict, seed: int):
@@ -203,6 +264,19 @@ def to_spirv(module: ModuleOp, tmp_path: Path) -> Path:
 def need_spirv_tools(need_tool) -> None:
     for tool in ("mlir-opt", "mlir-translate", "spirv-val"):
         need_tool(tool)
+
+
+def test_staging_without_channel_blocks_gets_blocks_that_fit() -> None:
+    """pconv-fkw-pack gives a staged conv channel blocks when its whole tile does not fit."""
+    case = CASES[STAGED_BLOCKS]
+    rng = np.random.default_rng(0)
+    patterns, ids, weight = random_pattern_layer(rng, case["f"], case["c"], k=4, rate=1.5)
+    module = conv2d_module((1, 48, 32, 32), weight, None, patterns, ids, (1, 1), (1, 1))
+    ctx = make_context()
+    Pipeline("pconv-fkw-pack{gpu_stage_input=1}").run(module, ctx)
+    (op,) = [op for op in module.walk() if isinstance(op, FkwConv2dOp)]
+    assert op.schedule["tile_channels"] == 40
+    assert op.channel_blocks() == 2
 
 
 @pytest.mark.parametrize("i", range(len(CASES)))

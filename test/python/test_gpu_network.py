@@ -44,14 +44,17 @@ def opencl(need):
         need(f"{e} (run `make setup`: pocl-opencl-icd)")
 
 
+@pytest.mark.parametrize("stage", [0, 1])
 @pytest.mark.parametrize("target", ["opencl", "spirv"])
 @pytest.mark.parametrize("seed, c, shape", [(0, 5, (1, 3, 29, 27)), (1, 8, (2, 3, 33, 37))])
-def test_mixed_network_on_the_opencl_device(seed, c, shape, target, opencl):
+def test_mixed_network_on_the_opencl_device(seed, c, shape, target, stage, opencl):
+    """With `gpu_stage_input=1` the pattern convs stage their input tiles in local memory
+    (barriers, `__local` arrays; workgroup variables in SPIR-V)."""
     model = mixed_network(seed, c)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed + 10))
     with torch.no_grad():
         expected = model(x).numpy()
-    artifact = pconv_mlir.compile(model, x, target=target, name="mixed")
+    artifact = pconv_mlir.compile(model, x, target=target, name="mixed", gpu_stage_input=stage)
     try:
         assert relative_error(artifact(x), expected) < 1e-4
         # Buffers stay on the device: a second call with other data gives its own answer.
@@ -66,8 +69,11 @@ def test_mixed_network_on_the_opencl_device(seed, c, shape, target, opencl):
             artifact.profile(x)
         if target == "opencl":
             assert "__kernel" in artifact.text
+            assert ("__local float" in artifact.text) == bool(stage)
+            assert ("barrier(" in artifact.text) == bool(stage)
         else:
             assert "spirv.module" in artifact.text
+            assert ("spirv.ControlBarrier" in artifact.text) == bool(stage)
     finally:
         artifact.close()
 
@@ -156,11 +162,12 @@ def test_a_layer_that_stays_on_the_host_is_one_error(opencl):
     assert "'memref.load' would run on the host between kernels" in message
 
 
-@pytest.mark.parametrize("precision", ["fp16", "fp16-acc32"])
-def test_mixed_network_in_half_precision(precision, tmp_path, opencl, need_tool):
-    """Half buffers (and, for fp16, half arithmetic) on the OpenCL C path. PoCL has no
-    cl_khr_fp16, so the artifact runs the emulated-half program (a warning says so) and the
-    native-half program is checked by clang; relative error below 1e-2."""
+@pytest.mark.parametrize("precision, stage", [("fp16", 0), ("fp16-acc32", 0), ("fp16", 1)])
+def test_mixed_network_in_half_precision(precision, stage, tmp_path, opencl, need_tool):
+    """Half buffers (and, for fp16, half arithmetic) on the OpenCL C path, the input tiles
+    staged in local memory or not. PoCL has no cl_khr_fp16, so the artifact runs the
+    emulated-half program (a warning says so) and the native-half program is checked by clang;
+    relative error below 1e-2."""
     need_tool("clang")
     seed, c, shape = 0, 5, (1, 3, 29, 27)
     model = mixed_network(seed, c)
@@ -170,7 +177,9 @@ def test_mixed_network_in_half_precision(precision, tmp_path, opencl, need_tool)
     fp16 = "cl_khr_fp16" in opencl.extensions.split()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        artifact = pconv_mlir.compile(model, x, target="opencl", precision=precision)
+        artifact = pconv_mlir.compile(
+            model, x, target="opencl", precision=precision, gpu_stage_input=stage
+        )
     try:
         got = artifact(x)
         assert got.dtype == np.float16
@@ -178,6 +187,7 @@ def test_mixed_network_in_half_precision(precision, tmp_path, opencl, need_tool)
         assert error < 1e-2, error
         assert fp16 or any("cl_khr_fp16" in str(w.message) for w in caught)
         assert "cl_khr_fp16 : enable" in artifact.text
+        assert ("__local half" in artifact.text) == bool(stage)
         folder = artifact.save(tmp_path / "half")
     finally:
         artifact.close()
@@ -217,3 +227,22 @@ def test_precision_is_an_option_of_the_gpu_targets_only():
         pconv_mlir.compile(model, torch.randn(1, 3, 8, 8), precision="fp16")
     with pytest.raises(OptionError, match="precision = 'fp8' is not one of"):
         pconv_mlir.compile(model, torch.randn(1, 3, 8, 8), target="opencl", precision="fp8")
+
+
+def test_input_staging_is_on_where_local_memory_is_on_chip(opencl):
+    """The GPU backends stage conv input tiles in local memory by default only on a device
+    whose local memory is on chip (`CL_LOCAL`); PoCL on a CPU keeps it in global memory."""
+    import pyopencl as cl
+
+    from pconv_mlir.backends import get_backend
+    from pconv_mlir.runtime.opencl import local_memory_on_chip
+
+    class Device:
+        def __init__(self, kind: int) -> None:
+            self.local_mem_type = kind
+
+    assert local_memory_on_chip(Device(cl.device_local_mem_type.LOCAL))
+    assert not local_memory_on_chip(Device(cl.device_local_mem_type.GLOBAL))
+    on_chip = local_memory_on_chip(opencl)
+    for name in ("opencl", "spirv"):
+        assert get_backend(name).schedule_defaults() == {"gpu_stage_input": int(on_chip)}

@@ -774,6 +774,9 @@ def test_targets_print_source_and_json():
         ),
         (5, 7, 1, 0, "gpu_block_pixels=1"),
         (24, 36, 1, 1, ""),  # weights of more than 4 KB: a dense_resource constant
+        # The input staged in local memory, work-groups overhanging the output both ways.
+        (5, 7, 1, 1, "gpu_stage_input=1 gpu_workgroup_x=2 gpu_workgroup_y=4"),
+        (5, 7, 2, 1, "gpu_stage_input=1 gpu_block_pixels=3 gpu_filters_per_item=3"),
     ],
 )
 def test_convert_pconv_to_gpu_kernels_run(channels, filters, stride, padding, schedule, opencl):
