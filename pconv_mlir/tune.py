@@ -13,11 +13,12 @@ best schedule of every layer to a tuning database (`TuningDatabase`, JSON). The 
 `pconv-apply-tuning` then applies it.
 
 The search is coordinate-wise from the op's own schedule, over the parameters the backend's
-cost can tell apart (`Backend.tunable`): first the register tile (rows x vectors per row, at
-most `max_acc` accumulators with the current partial sums and lock-step filters), then
-`partial_sums` (1, 2), `unroll_filters` (1, 2) and, where timing sees caches, `tile_channels`
-(0, 32, 64). Each step keeps the best so far and every parameter it does not try, so a schedule
-given by the user (say `vector_width=16`) is kept.
+cost can tell apart (`Backend.tunable`): on the host first the vector width (8 or 16 lanes: one
+ymm or zmm register, two ymm where there is no AVX-512), then the register tile (rows x vectors
+per row, at most `max_acc` accumulators with the current partial sums and lock-step filters),
+then `partial_sums` (1, 2), `unroll_filters` (1, 2) and, where timing sees caches,
+`tile_channels` (0, 32, 64). Each step keeps the best so far and every parameter it does not
+try, so a schedule given by the user (say `unroll_rows=4`) is kept.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ TILES = ((2, 1), (4, 1), (6, 1), (8, 1), (2, 2), (3, 2), (4, 2), (2, 3), (3, 3))
 """The (unroll_rows, unroll_cols) register tiles tried, before the accumulator limit."""
 
 STEPS: dict[str, tuple[dict[str, int], ...]] = {
+    "vector_width": ({"vector_width": 8}, {"vector_width": 16}),
     "partial_sums": ({"partial_sums": 1}, {"partial_sums": 2}),
     "unroll_filters": ({"unroll_filters": 1}, {"unroll_filters": 2}),
     "tile_channels": ({"tile_channels": 0}, {"tile_channels": 32}, {"tile_channels": 64}),

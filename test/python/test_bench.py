@@ -48,3 +48,29 @@ def test_quick_opencl_benchmark_writes_a_table_and_csv(tmp_path, capsys, need):
     for row in rows:
         assert float(row["sparse_ms"]) > 0 and float(row["dense_macs_per_pixel"]) > 0
         assert float(row["staged_ms"]) > 0
+
+
+def test_quick_comparison_with_the_peers_writes_table_csv_and_chart(tmp_path, capsys):
+    """bench/compare.py --quick: every peer is either timed after its output matched torch or
+    listed with the reason it was not; pconv's three builds are timed; CSV and PNG written."""
+    path = BENCH.parent / "compare.py"
+    spec = importlib.util.spec_from_file_location("bench_compare", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_compare"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    table, chart = tmp_path / "compare.csv", tmp_path / "compare.png"
+    argv = ["--quick", "--warmup", "1", "--calls", "1", "--rounds", "1"]
+    assert module.main([*argv, "--csv", str(table), "--png", str(chart)]) == 0
+    printed = capsys.readouterr().out
+    assert "dense peak (numpy sgemm" in printed and "geometric mean, pconv sparse" in printed
+    rows = list(csv.DictReader(table.open()))
+    systems = {row["system"] for row in rows}
+    peers = module.peers.PEERS
+    assert systems == {*peers, "pconv-dense", "pconv-pattern", "pconv-sparse"}
+    for row in rows:
+        if row["system"].startswith("pconv-") or row["system"].startswith("torch"):
+            assert row["status"] == "exact" and float(row["ms"]) > 0, row
+        else:  # timed after its check, or not timed with the reason
+            assert row["status"] in ("exact", "inexact") or ": " in row["status"], row
+    assert {row["kind"] for row in rows} == {"layer", "network"}
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

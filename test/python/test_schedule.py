@@ -218,3 +218,38 @@ def test_unknown_backend_names_the_choices() -> None:
     with pytest.raises(OptionError, match=r"unknown target 'gpu' \(backends: host, aarch64"):
         get_backend("gpu")
     assert set(get_all_targets()) == {"llvm-ir", "opencl", "opencl-launch", "spirv"}
+
+
+@pytest.mark.parametrize(
+    "flags, lanes, registers",
+    [({"avx2", "fma"}, 8, 16), ({"avx2", "fma", "avx512f", "avx512vl"}, 16, 32)],
+)
+def test_host_vector_width_follows_the_cpu_flags(monkeypatch, flags, lanes, registers) -> None:
+    """An AVX-512 host gets 16-lane vectors (one zmm) by default, an AVX2 host 8 (one ymm)."""
+    from pconv_mlir import machine
+
+    assert machine.host_arch() == "x86_64", "this test reads x86-64 CPU flags"
+    monkeypatch.setattr(machine, "_cpu_flags", lambda: flags)
+    machine.host_machine.cache_clear()
+    try:
+        host = machine.host_machine()
+        assert (host.default_vector_width, host.vector_registers) == (lanes, registers)
+        assert get_backend("host").schedule_defaults() == {"vector_width": lanes}
+    finally:
+        monkeypatch.undo()
+        machine.host_machine.cache_clear()
+
+
+def test_host_tuning_tries_both_vector_widths() -> None:
+    """The host tuner's first step times 8 and 16 lanes and keeps the faster."""
+    from pconv_mlir.tune import tune_layer
+
+    backend = get_backend("host")
+    assert backend.tunable[0] == "vector_width"
+    module, ctx, _ = packed_module(np.random.default_rng(5))
+    best, best_cost, costs = tune_layer(
+        fkw_op(module), ctx, backend, steps=["vector_width"], repeats=1
+    )
+    widths = {int(key.split("vector_width=")[1].split(",")[0]) for key in costs}
+    assert widths == {8, 16}
+    assert best_cost == min(costs.values()) and best["vector_width"] in widths
