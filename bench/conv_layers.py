@@ -16,6 +16,11 @@ layer's time on a Snapdragon 855 big core.
     python bench/conv_layers.py                       # VGG-16 and ResNet-50, host
     python bench/conv_layers.py --quick               # three small layers, smoke test
     python bench/conv_layers.py --models vgg16 --aarch64
+    python bench/conv_layers.py --models vgg16 --code     # + code bytes, spills, loads/MAC
+
+With `--code`, a second table gives for each layer and build the generated code's bytes and the
+register allocator's spills and reloads (from the object file, `pconv_mlir.runtime.codestats`)
+and the activation vector loads per vector multiply-add of its kernel loops after pconv-lre.
 """
 
 from __future__ import annotations
@@ -150,6 +155,23 @@ def mca_estimate(layer: Layer, variant: str, schedule: dict[str, int], seed: int
     return cycles / (A76_GHZ * 1e9) * 1e3
 
 
+def code_figures(layer: Layer, variant: str, schedule: dict[str, int], seed: int) -> dict:
+    """Code bytes, spills, reloads and activation loads per multiply-add of one build."""
+    from pconv_mlir.passes.pconv_lre import kernel_loops, loads_and_fmas
+    from pconv_mlir.runtime.codestats import code_statistics
+
+    backend = get_backend("host")
+    module, ctx, _, _ = build(layer, variant, backend, schedule, seed, tune=False)
+    loads, fmas = loads_and_fmas(kernel_loops(module))
+    stats = code_statistics(backend.emit(module, ctx))
+    return {
+        f"{variant}_code_bytes": stats.code_bytes,
+        f"{variant}_spills": stats.spills,
+        f"{variant}_reloads": stats.reloads,
+        f"{variant}_loads_per_fma": loads / max(1, fmas),
+    }
+
+
 def gflops(layer: Layer, seconds: float) -> float:
     return layer.dense_flops / seconds / 1e9
 
@@ -160,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="three small layers, for a smoke test")
     parser.add_argument("--aarch64", action="store_true", help="add the llvm-mca estimate table")
+    parser.add_argument(
+        "--code", action="store_true", help="add code bytes, spills and loads per multiply-add"
+    )
     parser.add_argument(
         "--tune", action="store_true", help="the tuner picks each variant's schedule (slow)"
     )
@@ -237,6 +262,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"           | {dense_ms / sparse_ms:7.2f}x",
                 flush=True,
             )
+
+    if args.code:
+        print("\n# generated code (host, object file): KB of code, spills/reloads, loads/MAC")
+        print(f"{'layer':<22} | " + " | ".join(f"{v:^24}" for v in ("dense", "patterns", "sparse")))
+        for i, (layer, row) in enumerate(zip(todo, rows, strict=True)):
+            cells = []
+            for variant in ("dense", "patterns", "sparse"):
+                figures = code_figures(layer, variant, schedule, args.seed + i)
+                row.update(figures)
+                cells.append(
+                    f"{figures[f'{variant}_code_bytes'] / 1024:6.1f} KB "
+                    f"{figures[f'{variant}_spills']:>3}/{figures[f'{variant}_reloads']:<3} "
+                    f"{figures[f'{variant}_loads_per_fma']:.2f}"
+                )
+            name = f"{layer.model}:{layer.name}"
+            print(f"{name:<22} | " + " | ".join(f"{c:^24}" for c in cells))
 
     path = Path(args.csv)
     path.parent.mkdir(parents=True, exist_ok=True)

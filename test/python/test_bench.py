@@ -17,11 +17,16 @@ def test_quick_benchmark_writes_a_table_and_csv(tmp_path, capsys, need_tool):
     sys.modules["conv_layers"] = module
     spec.loader.exec_module(module)
     out = tmp_path / "quick.csv"
-    assert module.main(["--quick", "--repeats", "1", "--aarch64", "--csv", str(out)]) == 0
+    argv = ["--quick", "--repeats", "1", "--aarch64", "--code", "--csv", str(out)]
+    assert module.main(argv) == 0
     printed = capsys.readouterr().out
     assert "sp/torch" in printed and "llvm-mca-22 ESTIMATE" in printed
+    assert "spills/reloads, loads/MAC" in printed
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 3
+    for row in rows:  # code bytes from the object file, loads per multiply-add below 1 after LRE
+        assert int(row["sparse_code_bytes"]) > 0 and int(row["sparse_spills"]) >= 0
+        assert 0 < float(row["sparse_loads_per_fma"]) <= 1
     for row in rows:
         assert float(row["sparse_ms"]) > 0 and float(row["a76_est_sparse_ms"]) > 0
 

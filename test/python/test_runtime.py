@@ -200,3 +200,40 @@ def test_median_seconds_warms_up_and_takes_the_median() -> None:
     assert len(calls) == 5 and 0 <= seconds < 1
     with pytest.raises(ValueError, match="repeats must be at least 1"):
         median_seconds(lambda: None, repeats=0)
+
+
+def test_code_statistics_reads_code_bytes_and_spills_from_the_object_file(need_tool) -> None:
+    """A function whose 40 live values exceed the 16 (or 32) vector registers spills: the
+    regalloc remark counts it, and the code bytes are the function symbol's size."""
+    need_tool("clang")
+    from pconv_mlir.runtime.codestats import code_statistics
+
+    count = 40
+    loads = "\n".join(
+        f"  %p{i} = getelementptr <8 x float>, ptr %x, i64 {i}\n"
+        f"  %v{i} = load volatile <8 x float>, ptr %p{i}"
+        for i in range(count)
+    )
+    sums = ["%v0"]
+    body = []
+    for i in range(1, count):
+        body.append(f"  %s{i} = fadd <8 x float> {sums[-1]}, %v{i}")
+        sums.append(f"%s{i}")
+    stores = "\n".join(
+        f"  %q{i} = getelementptr <8 x float>, ptr %y, i64 {i}\n"
+        f"  store volatile <8 x float> %v{i}, ptr %q{i}"
+        for i in range(count)
+    )
+    ir = (
+        "define void @pressure(ptr %x, ptr %y) {\n"
+        + loads
+        + "\n"
+        + "\n".join(body)
+        + "\n"
+        + stores
+        + f"\n  store <8 x float> {sums[-1]}, ptr %y\n  ret void\n}}\n"
+    )
+    stats = code_statistics(ir)
+    assert set(stats.functions) == {"pressure"}
+    assert stats.code_bytes == stats.functions["pressure"] > 0
+    assert stats.spills > 0 and stats.reloads + stats.folded_reloads > 0
