@@ -1,6 +1,7 @@
 # pconv-mlir: set-up, tests and the demo. Every target is safe to run again.
 #
-#   make setup   Debian toolchain (when missing) + .venv with the project and its test extras
+#   make setup   Debian toolchain (when missing) + .venv with the project, its test extras and
+#                the peers of the benchmarks (the bench extra)
 #   make test    setup, then pytest and the lit/FileCheck suite
 #   make demo    setup, then the main job: a pruned VGG-16 compiled for the host and aarch64,
 #                checked against torch, with its per-layer report and times against PyTorch
@@ -37,7 +38,7 @@ $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,bench]'
 	@touch $(STAMP)
 
 test: setup pytest lit
