@@ -617,6 +617,48 @@ def test_emulated_half_runs_like_numpy_float16(opencl):
     np.testing.assert_array_equal(got, want)
 
 
+def test_emulated_rounding_is_numpy_float16_everywhere(opencl):
+    """The emulation's `pconv_round_half` (scalar and vector) against numpy's float32 ->
+    float16 on ties, the largest half and the first value that overflows, subnormals and their
+    ties, infinities, NaN, zeros of both signs and random values over 2^-30 .. 2^20."""
+    import pyopencl as cl
+
+    source = opencl_source(HALF_PROGRAM, fp16_emulation=True)
+    helpers = source[source.index("float pconv_round_half(") : source.index("__kernel")]
+    assert "float4 pconv_round_half4(" in helpers
+    kernel_source = (
+        helpers
+        + """
+__kernel void round_all(__global const float *x, __global float *y, __global float *y4) {
+  const size_t i = get_global_id(0);
+  y[i] = pconv_round_half(x[i]);
+  if (i % 4 == 0) vstore4(pconv_round_half4(vload4(0, x + i)), 0, y4 + i);
+}
+"""
+    )
+    special = [0.0, -0.0, 1.0, 1 + 2**-11, 1 + 3 * 2**-11, -(1 + 2**-11), 65504.0, 65519.0,
+               65520.0, -65520.0, 1e5, 2**-14, 2**-14 - 2**-26, 2**-24, 2**-25, 3 * 2**-25,
+               2**-26, 1e-8, -3.3, np.inf, -np.inf, np.nan]  # fmt: skip
+    rng = np.random.default_rng(11)
+    randoms = rng.standard_normal(1000) * np.exp2(rng.uniform(-30, 20, 1000))
+    x = np.concatenate([special, randoms, [0.0] * (-(len(special) + 1000) % 4)])
+    x = x.astype(np.float32)
+    context, queue = opencl
+    program = cl.Program(context, kernel_source).build(options=["-cl-std=CL1.2"])
+    flags = cl.mem_flags
+    xb = cl.Buffer(context, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=x)
+    y, y4 = np.empty_like(x), np.empty_like(x)
+    yb = cl.Buffer(context, flags.WRITE_ONLY, y.nbytes)
+    y4b = cl.Buffer(context, flags.WRITE_ONLY, y4.nbytes)
+    program.round_all(queue, (len(x),), None, xb, yb, y4b)
+    cl.enqueue_copy(queue, y, yb)
+    cl.enqueue_copy(queue, y4, y4b)
+    want = x.astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(y4, want)
+    assert np.array_equal(np.signbit(y), np.signbit(want))
+
+
 ALL_OPS_BODY = """
       %i = "gpu.global_id"() <{dimension = #gpu<dim x>}> : () -> index
       %t = "gpu.thread_id"() <{dimension = #gpu<dim y>}> : () -> index
