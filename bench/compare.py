@@ -83,40 +83,6 @@ class Case:
     """By system: ms, gflops, error, status."""
 
 
-def conv_flops(conv: torch.nn.Conv2d, x: torch.Tensor) -> int:
-    """2 x the dense multiply-adds of `conv` on `x`."""
-    with torch.no_grad():
-        y = conv(x)
-    kh, kw = conv.kernel_size
-    return 2 * y.numel() * conv.in_channels // conv.groups * kh * kw
-
-
-def network_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """2 x the multiply-adds of every conv and linear layer of `model` on `x`."""
-    total = 0
-
-    def conv_hook(conv: torch.nn.Conv2d, _args, y: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = conv.kernel_size
-        total += 2 * y.numel() * conv.in_channels // conv.groups * kh * kw
-
-    def linear_hook(linear: torch.nn.Linear, _args, y: torch.Tensor) -> None:
-        nonlocal total
-        total += 2 * y.numel() * linear.in_features
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, torch.nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
-    with torch.no_grad():
-        model(x)
-    for h in handles:
-        h.remove()
-    return total
-
-
 def pruned(module: torch.nn.Module, variant: str) -> torch.nn.Module:
     """A copy of `module` with its 3x3 convs projected onto 8 patterns (`pattern`), and 1 kernel
     in 3.6 kept (`sparse`); `dense` is the module itself. A single conv is pruned too (the
@@ -231,7 +197,8 @@ def layer_cases(args: argparse.Namespace, threads: list[int]) -> list[Case]:
     for t in threads:
         for i, layer in enumerate(layers):
             conv, x = peers.conv_layer(layer.c, layer.f, layer.h, layer.stride, seed=i)
-            cases.append(Case("layer", layer.model, layer.name, conv, x, t, conv_flops(conv, x)))
+            flops = peers.count_flops(conv, x)
+            cases.append(Case("layer", layer.model, layer.name, conv, x, t, flops))
     return cases
 
 
@@ -249,18 +216,18 @@ def small_network() -> torch.nn.Module:
 def network_cases(args: argparse.Namespace, threads: list[int]) -> list[Case]:
     """The whole networks of `--models` at 224x224 (`--quick`: `small_network` at 20x20),
     batch 1, with random (seeded) weights in eval mode."""
-    from pconv_mlir.models import MODELS
-
     cases = []
     names = ["small"] if args.quick else args.models.split(",")
     for t in threads:
         for name in names:
-            torch.manual_seed(0)
-            size = 20 if args.quick else 224
-            model = (small_network() if args.quick else MODELS[name]()).eval()
-            x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
-            label = f"{size}x{size}"
-            cases.append(Case("network", name, label, model, x, t, network_flops(model, x)))
+            if args.quick:
+                torch.manual_seed(0)
+                model = small_network().eval()
+                x = torch.randn(1, 3, 20, 20, generator=torch.Generator().manual_seed(1))
+            else:
+                model, x = peers.network(name, 224)
+            label = f"{x.shape[-2]}x{x.shape[-1]}"
+            cases.append(Case("network", name, label, model, x, t, peers.count_flops(model, x)))
     return cases
 
 

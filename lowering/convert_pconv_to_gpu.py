@@ -509,8 +509,8 @@ class GpuConvEmitter:
         work-item of the work-group reaches the same barriers."""
         geo = self.geo
         filters, channels, accs = [], [], []
-        for g in range(geo.filters):
-            i = self.k.add(first, g)
+        stored = [self.k.add(first, g) for g in range(geo.filters)]
+        for g, i in enumerate(stored):
             if self.short(g):
                 i = arith.MinUIOp(i, self.k(geo.f - 1)).result
             channel = _load_index(self.reorder, [i])
@@ -546,7 +546,7 @@ class GpuConvEmitter:
             accs = list(loop.results)
         for g in range(geo.filters):
             mine = accs[g * geo.pixels : (g + 1) * geo.pixels]
-            with _guard([self.k.below(self.k.add(first, g), geo.f)] if self.short(g) else []):
+            with _guard([self.k.below(stored[g], geo.f)] if self.short(g) else []):
                 self.store(item, channels[g], mine)
 
     @property

@@ -9,7 +9,6 @@ venv of its own (`PCONV_MNN_VENV`); without it, it must answer `available()` wit
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 from pathlib import Path
 
@@ -63,8 +62,8 @@ def test_peer_matches_torch_or_says_why_not(name, tiny_conv, tmp_path, need):
             peer.prepare(*tiny_conv, tmp_path, 1)
         return
     error = run_peer(peer, *tiny_conv, tmp_path)
-    if name == "mnn":  # may be inexact (Winograd): what matters is that its error is reported
-        assert math.isfinite(error) and error >= 0.0
+    if name == "mnn":  # inexact (Winograd, about 1e-4): reported as such, but close
+        assert error < 1e-2, f"mnn: relative error {error:.2e}"
     else:
         assert error < peers.EXACT, f"{name}: relative error {error:.2e}"
 
