@@ -18,6 +18,12 @@ layer's time on a Snapdragon 855 big core.
     python bench/conv_layers.py --models vgg16 --aarch64
     python bench/conv_layers.py --models vgg16 --code     # + code bytes, spills, loads/MAC
 
+With `--specialize`, each layer where `pconv_mlir.tune.specialize_pays` (enough register tiles
+per image, code of a bounded size) also gets `sparse spec`: the same sparse layer as code
+specialised to its kernels (`specialize = 1`: filter-level LRE, straight-line chunks), with the
+schedule given (default 2 filters per group, a 2 x 2 tile) and its build seconds. pconv runs
+on one thread (`PCONV_NUM_THREADS=1`), like torch.
+
 With `--code`, a second table gives for each layer and build the generated code's bytes and the
 register allocator's spills and reloads (from the object file, `pconv_mlir.runtime.codestats`)
 and the activation vector loads per vector multiply-add of its kernel loops after pconv-lre.
@@ -30,6 +36,7 @@ import csv
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +138,22 @@ def time_pconv(
     return backend.cost(module, ctx, "conv", repeats=repeats), int((ids >= 0).sum())
 
 
+def specialization_pays(layer: Layer, schedule: dict[str, int]) -> bool:
+    """Whether the tuner would try `schedule` with `specialize = 1` on the sparse layer."""
+    from pconv_mlir.tune import specialize_pays
+
+    rng = np.random.default_rng(0)
+    patterns, ids, weight = layer_weights(layer, "sparse", rng)
+    module = conv2d_module(
+        (1, layer.c, layer.h, layer.w), weight, None, patterns, ids,
+        (layer.stride, layer.stride), (1, 1),
+    )  # fmt: skip
+    ctx = make_context(own_resources=True)
+    Pipeline([PconvFkwPackPass(**schedule)]).run(module, ctx)
+    op = next(op for op in module.walk() if isinstance(op, FkwConv2dOp))
+    return specialize_pays(op, op.schedule)
+
+
 def time_torch(layer: Layer, repeats: int, seed: int) -> float:
     import torch
     import torch.nn.functional as F
@@ -188,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tune", action="store_true", help="the tuner picks each variant's schedule (slow)"
     )
+    parser.add_argument(
+        "--specialize",
+        nargs="?",
+        const="unroll_filters=2,unroll_rows=2,unroll_cols=2",
+        help="add sparse as specialised code where it pays, with this schedule (k=v,...)",
+    )
     parser.add_argument("--vector-width", type=int, default=8)
     parser.add_argument("--rows", type=int, default=3)
     parser.add_argument("--cols", type=int, default=2)
@@ -195,11 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    os.environ["PCONV_NUM_THREADS"] = "1"
     schedule = {
         "vector_width": args.vector_width,
         "unroll_rows": args.rows,
         "unroll_cols": args.cols,
     }
+    special = None
+    if args.specialize:
+        pairs = (item.split("=") for item in args.specialize.split(",") if item)
+        special = {**schedule, **{k: int(v) for k, v in pairs}, "specialize": 1}
     todo = layers(args.models.split(","), args.quick)
     print(
         f"# {get_backend('host').describe()}, {os.cpu_count()} cores, one thread; "
@@ -213,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     rows = []
+    specialised: list[str] = []
     for i, layer in enumerate(todo):
         seed = args.seed + i
         torch_s = time_torch(layer, args.repeats, seed)
@@ -230,6 +265,20 @@ def main(argv: list[str] | None = None) -> int:
             "patterns_vs_dense": dense_s / pattern_s, "kernels_kept": kept,
         }  # fmt: skip
         rows.append(row)
+        if special is not None and specialization_pays(layer, special):
+            started = time.monotonic()
+            spec_s, _ = time_pconv(layer, "sparse", special, args.repeats, seed, False)
+            row.update({
+                "spec_ms": spec_s * 1e3, "spec_gflops": gflops(layer, spec_s),
+                "spec_vs_sparse": sparse_s / spec_s,
+                "spec_build_and_time_s": time.monotonic() - started,
+            })  # fmt: skip
+            specialised.append(
+                f"{layer.model + ':' + layer.name:<22} {row['sparse_ms']:8.2f} "
+                f"{row['spec_ms']:8.2f} ms  {row['spec_vs_sparse']:5.2f}x  "
+                f"{row['spec_gflops']:6.1f} GF/s  built and timed in "
+                f"{row['spec_build_and_time_s']:.0f} s"
+            )
         print(
             f"{layer.model + ':' + layer.name:<22} {layer.c:>4} {layer.f:>4} "
             f"{layer.h:>3}x{layer.w:<3} {layer.stride:>1} | {row['torch_ms']:8.2f} "
@@ -248,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
             f"geometric mean: sparse/torch {geo['sparse_vs_torch']:.2f}x, sparse/dense "
             f"{geo['sparse_vs_dense']:.2f}x, patterns/dense {geo['patterns_vs_dense']:.2f}x"
         )
+
+    if special is not None:
+        print(f"\n# sparse as specialised code, schedule {special}")
+        print(f"{'layer':<22} {'sparse':>8} {'spec':>8} ms  spec/sparse")
+        print("\n".join(specialised) or "(no layer where specialised code pays)")
 
     if args.aarch64:
         arm = {**schedule, "vector_width": 4}
@@ -282,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.csv)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(k for row in rows for k in row))
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     print(f"\nwrote {path}")

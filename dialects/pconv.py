@@ -229,6 +229,8 @@ class ScheduleField:
     maximum: int | None = None
     gpu: bool = False
     """A GPU parameter (convert-pconv-to-gpu): printed only when it is not its default."""
+    quiet: bool = False
+    """A CPU parameter printed only when it is not its default (as the GPU ones)."""
 
 
 SCHEDULE_FIELDS: dict[str, ScheduleField] = {
@@ -243,6 +245,21 @@ SCHEDULE_FIELDS: dict[str, ScheduleField] = {
     "unroll_filters": ScheduleField(1, 1, "stored filters whose kernel loops run in lock-step"),
     "tile_channels": ScheduleField(
         0, 0, "input channels per cache block, all filters over one block before the next (0: none)"
+    ),
+    "specialize": ScheduleField(
+        0,
+        0,
+        "1: straight-line code specialised to the layer's kept kernels, groups of unroll_filters "
+        "filters sharing each loaded input vector (filter-level LRE; 0: one loop per pattern run)",
+        maximum=1,
+        quiet=True,
+    ),
+    "chunk_fmas": ScheduleField(
+        1536,
+        16,
+        "specialize: vector multiply-adds per straight-line chunk (the spatial loop runs inside "
+        "each chunk)",
+        quiet=True,
     ),
     "gpu_block_pixels": ScheduleField(
         4, 1, "GPU: consecutive output columns of one row per work-item", maximum=16, gpu=True
@@ -383,7 +400,8 @@ class ScheduleAttr(ParametrizedAttribute):
         body = ", ".join(
             f"{k} = {v}"
             for k, v in self.as_dict().items()
-            if not SCHEDULE_FIELDS[k].gpu or v != SCHEDULE_FIELDS[k].default
+            if not (SCHEDULE_FIELDS[k].gpu or SCHEDULE_FIELDS[k].quiet)
+            or v != SCHEDULE_FIELDS[k].default
         )
         printer.print_string(f"<{body}>")
 

@@ -51,6 +51,13 @@ residual's rows in before its tiles start, when there is one). The result is a t
 (`bufferization.to_tensor`), so the rest of the program and the upstream bufferization see a
 value-semantics function.
 
+With `specialize = 1` in the schedule the kernels are not read from the FKW arrays at run time:
+`SpecializedConvEmitter` emits code specialised to them (filter-level load redundancy
+elimination, PatDNN section 5.3): groups of `unroll_filters` filters that read the same
+(channel, tap) pairs (`pconv_mlir.fkw.overlap_groups`) share each loaded input vector, in
+straight-line chunks of about `chunk_fmas` multiply-adds with the spatial loops inside each, in
+parallel over images, bands of row tiles and shares of the groups (see the class).
+
     %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight, %b ...
   becomes
     %xm = bufferization.to_buffer %x ...
@@ -60,7 +67,7 @@ value-semantics function.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -68,12 +75,16 @@ from xdsl.builder import ImplicitBuilder
 from xdsl.context import Context
 from xdsl.dialects import arith, bufferization, memref, scf, vector
 from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    DenseIntOrFPElementsAttr,
     Float32Type,
     FloatAttr,
     IndexType,
     IntegerAttr,
+    IntegerType,
     MemRefType,
     ModuleOp,
+    StridedLayoutAttr,
     TensorType,
     VectorType,
 )
@@ -86,10 +97,14 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
+from pconv_mlir import fkw
 from pconv_mlir.dialects.pconv import FkwConv2dOp, ScheduleAttr
+from pconv_mlir.errors import OpError
 from pconv_mlir.patterns import tap_offset
 
 f32 = Float32Type()
+i32 = IntegerType(32)
+i64 = IntegerType(64)
 index_type = IndexType()
 
 
@@ -287,6 +302,9 @@ class FkwConvEmitter:
     zero: SSAValue
     one: SSAValue
     zero_f: SSAValue
+    channel_map: SSAValue
+    """i32 [F]: the output channel of each stored filter (`reorder`; the specialised emitter's
+    own order)."""
 
     def __init__(self, op: FkwConv2dOp) -> None:
         self.op = op
@@ -318,6 +336,7 @@ class FkwConvEmitter:
         self.out = memref.AllocOp.get(f32, shape=shape).memref
         self.target = self.out if geo.exact else memref.AllocOp.get(f32, shape=tiled).memref
         self.residual = _to_buffer(op.residual) if op.residual is not None else None
+        self.channel_map = self.reorder
         self.tile_loops()
         return bufferization.ToTensorOp(self.out, restrict=True, writable=True).tensor
 
@@ -432,14 +451,14 @@ class FkwConvEmitter:
         filters: tuple[SSAValue, SSAValue],
     ) -> None:
         """Copy output rows `oh0 .. oh0 + rows` of image `n`, the first OW columns, from one of
-        `buffers` to the other, in the output channels of the stored filters `filters` ([first,
-        end)). Nothing when they are one buffer (a residual start when the tiles fit the output
-        exactly: the output is its own scratch)."""
+        `buffers` to the other, in the output channels (`channel_map`) of the stored filters
+        `filters` ([first, end)). Nothing when they are one buffer (a residual start when the
+        tiles fit the output exactly: the output is its own scratch)."""
         source, dest = buffers
         if source is dest:
             return
         with _loop(*filters, self.one) as i:
-            channel = _load_index(self.reorder, [i])
+            channel = _load_index(self.channel_map, [i])
             with _loop(self.zero, rows, self.one) as r:
                 row = arith.AddiOp(oh0, r).result
                 self.copy_row((source, [n, channel, row, self.zero]),
@@ -509,34 +528,39 @@ class FkwConvEmitter:
     def accumulators(
         self, tile: _Tile, group: list[SSAValue], first_block: bool
     ) -> tuple[list[SSAValue], list[SSAValue]]:
-        """The output channels of the stored filters `group` and their starting accumulators:
-        the bias (or 0), plus the residual when there is one, in the first channel block, else
-        the partial sums stored by the block before. Per filter, row, vector: `partial_sums`
-        accumulators, the first holding that."""
-        channels: list[SSAValue] = []
+        """The output channels of the stored filters `group` and their starting accumulators
+        (`starting_accumulators`), filter by filter."""
+        channels = [_load_index(self.reorder, [i]) for i in group]
         accs: list[SSAValue] = []
-        for i in group:
-            channel = _load_index(self.reorder, [i])
-            channels.append(channel)
-            zero_v = vector.BroadcastOp(self.zero_f, self.vtype).vector
-            rest = [zero_v] * (self.partial_sums - 1)
-            if first_block:
-                start = zero_v
-                if self.bias is not None:
-                    start = memref.LoadOp.get(self.bias, [channel]).res
-                    start = vector.BroadcastOp(start, self.vtype).vector
-                if self.op.residual is None:
-                    accs += [start, *rest] * (self.geo.unroll_rows * self.geo.unroll_cols)
-                    continue
-                for at in self.tile_positions(tile, channel):
-                    shortcut = vector.LoadOp(self.target, at, self.vtype).result
-                    if self.bias is not None:
-                        shortcut = arith.AddfOp(shortcut, start).result
-                    accs += [shortcut, *rest]
-            else:
-                for at in self.tile_positions(tile, channel):
-                    accs += [vector.LoadOp(self.target, at, self.vtype).result, *rest]
+        for channel in channels:
+            accs += self.starting_accumulators(tile, channel, first_block)
         return channels, accs
+
+    def starting_accumulators(
+        self, tile: _Tile, channel: SSAValue, first_block: bool
+    ) -> list[SSAValue]:
+        """The accumulators of output channel `channel` in the tile: the bias (or 0), plus the
+        residual when there is one, in the first channel block, else the partial sums stored by
+        the block before. Per row, vector: `partial_sums` accumulators, the first holding that."""
+        zero_v = vector.BroadcastOp(self.zero_f, self.vtype).vector
+        rest = [zero_v] * (self.partial_sums - 1)
+        accs: list[SSAValue] = []
+        if not first_block:
+            for at in self.tile_positions(tile, channel):
+                accs += [vector.LoadOp(self.target, at, self.vtype).result, *rest]
+            return accs
+        start = zero_v
+        if self.bias is not None:
+            start = vector.BroadcastOp(memref.LoadOp.get(self.bias, [channel]).res, self.vtype)
+            start = start.vector
+        if self.op.residual is None:
+            return [start, *rest] * (self.geo.unroll_rows * self.geo.unroll_cols)
+        for at in self.tile_positions(tile, channel):
+            shortcut = vector.LoadOp(self.target, at, self.vtype).result
+            if self.bias is not None:
+                shortcut = arith.AddfOp(shortcut, start).result
+            accs += [shortcut, *rest]
+        return accs
 
     def run_bound(self, i: SSAValue, first_run: SSAValue | None, run: int) -> SSAValue:
         """`stride[i, first_run + run]`: where stored filter `i`'s run `run` of this block
@@ -592,16 +616,24 @@ class FkwConvEmitter:
                     out[part] = vector.FMAOp(loaded, weights[t].vector, out[part]).res
         return out
 
-    def store(self, tile: _Tile, channels: list[SSAValue], accs: list[SSAValue]) -> None:
-        """Sum each output vector's partial sums, apply the ReLU when this is the only channel
-        block, and store the vectors to the output channels `channels`."""
+    def store(
+        self,
+        tile: _Tile,
+        channels: list[SSAValue],
+        accs: list[SSAValue],
+        last: bool | None = None,
+    ) -> None:
+        """Sum each output vector's partial sums, apply the activation when this is the `last`
+        part of the sum (default: when there is one channel block), and store the vectors to
+        the output channels `channels`."""
+        last = self.blocks == 1 if last is None else last
         for g, channel in enumerate(channels):
             slot = g * self.per_filter
             for at in self.tile_positions(tile, channel):
                 value = accs[slot]
                 for s in range(1, self.partial_sums):
                     value = arith.AddfOp(value, accs[slot + s]).result
-                if self.blocks == 1:
+                if last:
                     value = self.activation(value)
                 vector.StoreOp(value, self.target, at)
                 slot += self.partial_sums
@@ -635,12 +667,231 @@ class FkwConvEmitter:
                 yield [tile.n, channel, row, _add(tile.ow0, u * geo.vector_width)]
 
 
+SPECIALIZED_SHARES = 4
+"""Shares of the filter groups that specialised code offers the threads (fewer when there are
+fewer groups): each share is its own code, so a thread runs only its share's instructions."""
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One straight-line piece of a filter group's specialised code: its input `channels`,
+    each with the (filter slot in the group, pattern, kernel) of every kernel reading it;
+    `first` starts the group's sums (bias, residual), `last` finishes them (activation)."""
+
+    channels: tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...]
+    first: bool
+    last: bool
+
+
+def specialized_chunks(
+    kernels: list[list[tuple[int, int, int]]],
+    taps: list[int],
+    per_tap: int,
+    chunk_fmas: int,
+) -> list[_Chunk]:
+    """The chunks of one filter group whose filters' kernels are `kernels` (per filter, its
+    (channel, pattern, kernel) list): channels in rising order, cut before the vector
+    multiply-adds of a chunk (`per_tap` per kept tap; pattern p keeps `taps[p]`) would pass
+    `chunk_fmas`. A group without kernels has one empty chunk (its output is the bias)."""
+    by_channel: dict[int, list[tuple[int, int, int]]] = {}
+    for slot, mine in enumerate(kernels):
+        for channel, pattern, kernel in mine:
+            by_channel.setdefault(channel, []).append((slot, pattern, kernel))
+    pieces: list[list[tuple[int, tuple[tuple[int, int, int], ...]]]] = [[]]
+    work = 0
+    for channel in sorted(by_channel):
+        uses = tuple(by_channel[channel])
+        cost = sum(taps[p] for _, p, _ in uses) * per_tap
+        if pieces[-1] and work + cost > chunk_fmas:
+            pieces.append([])
+            work = 0
+        pieces[-1].append((channel, uses))
+        work += cost
+    last = len(pieces) - 1
+    return [_Chunk(tuple(p), i == 0, i == last) for i, p in enumerate(pieces)]
+
+
+def balanced_shares(work: list[int], shares: int) -> list[tuple[int, int]]:
+    """`work` (per item) cut into at most `shares` contiguous [first, end) ranges of about equal
+    work, none empty."""
+    total = sum(work)
+    bounds, done = [0], 0
+    for i, w in enumerate(work):
+        done += w
+        cut = len(bounds)
+        if cut < shares and i + 1 < len(work) and done * shares >= total * cut:
+            bounds.append(i + 1)
+    bounds.append(len(work))
+    return list(zip(bounds, bounds[1:], strict=False))
+
+
+class SpecializedConvEmitter(FkwConvEmitter):
+    """`specialize = 1`: code specialised to the layer's kept kernels (filter-level LRE).
+
+    The stored filters are regrouped by `fkw.overlap_groups` into groups of `unroll_filters`
+    that read the same (input channel, tap) pairs; a group's G x R x U accumulators stay in
+    registers while its kernels are emitted as straight-line code, channel by channel, in use
+    order: each shifted input vector the group's kernels read in that channel (over every
+    row and vector of the tile) is loaded once, then every multiply-add that reads it follows,
+    its weight broadcast from a constant position in `weight`. No index or stride is read at
+    run time. The code is cut into chunks (`specialized_chunks`) of about `chunk_fmas`
+    multiply-adds, each with the spatial loops inside it, so a chunk stays in the instruction
+    cache while it sweeps the image; between chunks the sums go through the output.
+
+        parallel n, band, share:                   // share: contiguous groups, about equal work
+          switch share:                            // one case of code per share
+            for each group, for each chunk:        // straight-line, specialised
+              for oh0 in band, for ow0:
+                acc = first ? bias [+ residual] : out
+                for each channel: v = load xp[base + c * s_c + off]; acc = fma(v, w_k,t, acc)...
+                out = last ? act(acc) : acc
+
+    `partial_sums` and `tile_channels` do not apply (the chunks are the channel blocks)."""
+
+    def __init__(self, op: FkwConv2dOp) -> None:
+        super().__init__(op)
+        arrays = op.fkw_arrays()
+        if arrays is None:
+            raise OpError(op, "specialize = 1 needs the FKW arrays as constants")
+        patterns = op.patterns.patterns
+        geo = self.geo
+        kernels = fkw.filter_kernels(arrays, len(patterns))
+        size = max(1, min(self.schedule["unroll_filters"], geo.f))
+        uses = fkw.tap_uses(kernels, patterns, geo.c, geo.kh * geo.kw)
+        self.groups = fkw.overlap_groups(uses, size)
+        self.partial_sums = 1
+        self.per_filter = geo.unroll_rows * geo.unroll_cols
+        taps = [len(p) for p in patterns]
+        self.chunks = [
+            specialized_chunks(
+                [kernels[f] for f in group], taps, self.per_filter, self.schedule["chunk_fmas"]
+            )
+            for group in self.groups
+        ]
+        self.positions = [f for group in self.groups for f in group]
+        self.outputs = [int(arrays.reorder[f]) for f in self.positions]
+        self.starts = [0]
+        for group in self.groups:
+            self.starts.append(self.starts[-1] + len(group))
+        work = [len(g) + sum(len(kernels[f]) for f in g) for g in self.groups]
+        self.shares = balanced_shares(work, SPECIALIZED_SHARES)
+
+    def tile_loops(self) -> None:
+        """In parallel over images, bands of row tiles and shares of the groups; one case of
+        code per share."""
+        geo = self.geo
+        order = DenseIntOrFPElementsAttr.from_list(TensorType(i32, [geo.f]), self.outputs)
+        self.channel_map = _to_buffer(arith.ConstantOp(order).result)
+        row_tiles = geo.oh_tiled // geo.unroll_rows
+        shares = len(self.shares)
+        per_band = ceil_div(
+            row_tiles, min(row_tiles, ceil_div(PARALLEL_ITERATIONS, geo.n * shares))
+        )
+        bands = ceil_div(row_tiles, per_band)
+        with _parallel([geo.n, bands, shares]) as (n, band, part):
+            first_row = _mul(band, per_band)
+            end_row = arith.MinUIOp(_add(first_row, per_band), _const(row_tiles)).result
+            if shares == 1:
+                self.share(0, n, (first_row, end_row))
+            else:
+                cases: list[Region] = []
+                for s in range(shares):
+                    case = Block()
+                    with ImplicitBuilder(case):
+                        self.share(s, n, (first_row, end_row))
+                        scf.YieldOp()
+                    cases.append(Region(case))
+                default = Block()
+                with ImplicitBuilder(default):
+                    scf.YieldOp()
+                cases_attr = DenseArrayBase.from_list(i64, list(range(shares)))
+                scf.IndexSwitchOp(part, cases_attr, Region(default), cases, [])
+
+    def share(self, share: int, n: SSAValue, rows: tuple[SSAValue, SSAValue]) -> None:
+        """The groups of `share` over the row tiles `rows` ([first, end)) of image `n`."""
+        geo = self.geo
+        first_group, end_group = self.shares[share]
+        filters = (_const(self.starts[first_group]), _const(self.starts[end_group]))
+
+        def each_row_tile(body: Callable[[SSAValue, SSAValue], None]) -> None:
+            with _loop(*rows, self.one) as row:
+                oh0 = _mul(row, geo.unroll_rows)
+                body(row, oh0)
+
+        def copy(buffers: tuple[SSAValue, SSAValue]) -> None:
+            def body(_row: SSAValue, oh0: SSAValue) -> None:
+                rows_in = arith.MinUIOp(_const(geo.unroll_rows), arith.SubiOp(_const(geo.oh), oh0))
+                self.copy_rows(buffers, n, oh0, rows_in.result, filters)
+
+            each_row_tile(body)
+
+        if self.residual is not None and self.residual is not self.target:
+            copy((self.residual, self.target))
+        for group in range(first_group, end_group):
+            for chunk in self.chunks[group]:
+
+                def sweep(_row: SSAValue, oh0: SSAValue, group: int = group, chunk: _Chunk = chunk):
+                    start = arith.AddiOp(_mul(n, geo.s_n), _mul(oh0, geo.sh * geo.s_y)).result
+                    with _loop(self.zero, _const(geo.ow_tiled), _const(geo.tile_width)) as ow0:
+                        base = arith.AddiOp(start, ow0).result
+                        self.chunk(_Tile(n, oh0, ow0, base, filters), group, chunk)
+
+                each_row_tile(sweep)
+        if not geo.exact:
+            copy((self.target, self.out))
+
+    def chunk(self, tile: _Tile, group: int, chunk: _Chunk) -> None:
+        """One chunk of `group` on one register tile: its starting accumulators, its
+        multiply-adds channel by channel in use order, its stores."""
+        geo = self.geo
+        first = self.starts[group]
+        channels = [_const(self.outputs[first + g]) for g in range(len(self.groups[group]))]
+        accs: list[SSAValue] = []
+        for channel in channels:
+            accs += self.starting_accumulators(tile, channel, chunk.first)
+        constants: dict[int, SSAValue] = {}
+
+        def const(value: int) -> SSAValue:
+            if value not in constants:
+                constants[value] = _const(value)
+            return constants[value]
+
+        rows, cols, width = geo.unroll_rows, geo.unroll_cols, geo.vector_width
+        # The tile's input as [channel, offset] from its first tap, so that each load's indices
+        # are two constants that repeat (the channel, the offset within it).
+        layout = StridedLayoutAttr([geo.s_c, 1], None)
+        view_type = MemRefType(f32, [geo.c, geo.s_c * geo.c], layout)
+        view = memref.ReinterpretCastOp.from_dynamic(
+            self.xp, [tile.base], [geo.c, geo.s_c * geo.c], [geo.s_c, 1], view_type
+        ).result
+        for channel, uses in chunk.channels:
+            reads: dict[int, list[tuple[int, int, int]]] = {}
+            for slot, pattern, kernel in uses:
+                for t, (row_offset, phase, col_offset) in enumerate(self.taps[pattern]):
+                    for r in range(rows):
+                        for u in range(cols):
+                            offset = (r * geo.sh + row_offset) * geo.s_y + phase * geo.s_q
+                            offset += u * width + col_offset
+                            acc = (slot * rows + r) * cols + u
+                            reads.setdefault(offset, []).append((acc, kernel, t))
+            weights: dict[tuple[int, int], SSAValue] = {}
+            for offset in sorted(reads):
+                loaded = vector.LoadOp(view, [const(channel), const(offset)], self.vtype).result
+                for acc, kernel, t in reads[offset]:
+                    if (kernel, t) not in weights:
+                        scalar = memref.LoadOp.get(self.weight, [const(kernel), const(t)]).res
+                        weights[kernel, t] = vector.BroadcastOp(scalar, self.vtype).vector
+                    accs[acc] = vector.FMAOp(loaded, weights[kernel, t], accs[acc]).res
+        self.store(tile, channels, accs, chunk.last)
+
+
 @dataclass
 class _LowerFkwConv(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: FkwConv2dOp, rewriter: PatternRewriter) -> None:
         with ImplicitBuilder(rewriter):
-            result = FkwConvEmitter(op).emit()
+            emitter = SpecializedConvEmitter if op.schedule["specialize"] else FkwConvEmitter
+            result = emitter(op).emit()
         rewriter.replace(op, [], [result])
 
 

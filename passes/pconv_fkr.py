@@ -7,8 +7,14 @@ sorted filters are cut into groups of `group_size`. The order and the groups are
 the op (`filter_order`, `filter_groups`); the computation is unchanged, and `pconv-fkw-pack`
 then stores the filters in that order, each filter's kernels grouped in one run per pattern.
 
-Options: `group_size` (filters per group, default 4), `report` (print the load imbalance of
-each conv before and after to stderr).
+With `overlap=true` the groups are chosen for filter-level load sharing instead (PatDNN's
+filter-level LRE; what `#pconv.schedule<specialize = 1>` code exploits): greedily, each group
+takes the filters that read most of the (input channel, tap) pairs the group already reads
+(`pconv_mlir.fkw.overlap_groups`), so one loaded input vector feeds several of its filters.
+
+Options: `group_size` (filters per group, default 4), `overlap` (group by shared reads),
+`report` (print the load imbalance of each conv before and after to stderr, and with `overlap`
+the share of a group's (channel, tap) reads that another filter of the group also makes).
 
 Load imbalance of a grouping = (sum over groups of group size x longest filter in the group)
 / (total kept kernels): the work a group does when its filters advance in lock-step (vector
@@ -37,6 +43,7 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
+from pconv_mlir import fkw
 from pconv_mlir.dialects.pconv import Conv2dOp, window_of
 from pconv_mlir.errors import op_location
 
@@ -66,10 +73,37 @@ def load_imbalance(ids: np.ndarray, order: list[int], bounds: list[int]) -> floa
     return done / useful
 
 
+def shared_reads(uses: np.ndarray, groups: list[list[int]]) -> float:
+    """Of all (channel, tap) reads of the filters, the share whose pair another filter of the
+    same group also reads (0 when no filter shares anything)."""
+    total = shared = 0
+    for group in groups:
+        counts = uses[group].sum(axis=0)
+        total += int(counts.sum())
+        shared += int(counts[counts > 1].sum())
+    return shared / total if total else 0.0
+
+
+def overlap_order(op: Conv2dOp, group_size: int) -> tuple[list[int], list[list[int]], np.ndarray]:
+    """The order and groups of `fkw.overlap_groups` for `op`, and its (channel, tap) reads."""
+    ids = op.pattern_ids()
+    patterns = op.patterns.patterns
+    kh, kw = op.patterns.kernel_window
+    window = kh * kw
+    uses = np.zeros((ids.shape[0], ids.shape[1] * window), dtype=bool)
+    for p, taps in enumerate(patterns):
+        f, c = np.nonzero(ids == p)
+        for t in taps:
+            uses[f, c * window + t] = True
+    groups = fkw.overlap_groups(uses, group_size)
+    return [f for g in groups for f in g], groups, uses
+
+
 @dataclass
 class _ReorderFilters(RewritePattern):
     group_size: int
     report: bool
+    overlap: bool = False
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: Conv2dOp, rewriter: PatternRewriter) -> None:
@@ -77,14 +111,24 @@ class _ReorderFilters(RewritePattern):
             return
         ids = op.pattern_ids()
         filters = ids.shape[0]
-        order = filter_order(ids, len(op.patterns))
         bounds = group_bounds(filters, self.group_size)
+        if self.overlap:
+            order, groups, uses = overlap_order(op, self.group_size)
+        else:
+            order = filter_order(ids, len(op.patterns))
         if self.report:
             before = load_imbalance(ids, list(range(filters)), bounds)
             after = load_imbalance(ids, order, bounds)
+            shared = ""
+            if self.overlap:
+                plain = [list(range(a, b)) for a, b in pairwise(bounds)]
+                shared = (
+                    f", shared reads {shared_reads(uses, plain):.3f} -> "
+                    f"{shared_reads(uses, groups):.3f}"
+                )
             print(
                 f"{op_location(op)}: pconv-fkr: {filters} filters in {len(bounds) - 1} groups "
-                f"of {self.group_size}, load imbalance {before:.3f} -> {after:.3f}",
+                f"of {self.group_size}, load imbalance {before:.3f} -> {after:.3f}{shared}",
                 file=sys.stderr,
             )
         reordered = Conv2dOp(
@@ -113,6 +157,7 @@ class PconvFkrPass(ModulePass):
     name = "pconv-fkr"
 
     group_size: int = 4
+    overlap: bool = False
     report: bool = False
 
     def __post_init__(self) -> None:
@@ -121,5 +166,5 @@ class PconvFkrPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         PatternRewriteWalker(
-            _ReorderFilters(self.group_size, self.report), apply_recursively=False
+            _ReorderFilters(self.group_size, self.report, self.overlap), apply_recursively=False
         ).rewrite_module(op)

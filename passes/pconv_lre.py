@@ -119,13 +119,17 @@ def loads_per_output(loop: scf.ForOp) -> float:
 
 
 def loads_and_fmas(loops: list[scf.ForOp]) -> tuple[int, int]:
-    """Activation vector loads and vector multiply-adds in the bodies of `loops` (the weights
-    are scalar loads and broadcasts, so every vector load there reads the input)."""
+    """Activation vector loads and vector multiply-adds in the bodies of `loops`: the vector
+    loads that some multiply-add multiplies (the weights are scalar loads and broadcasts; a
+    load that starts an accumulator from the output is not counted)."""
     loads = fmas = 0
     for loop in loops:
         for o in loop.body.block.ops:
-            loads += isinstance(o, vector.LoadOp)
             fmas += isinstance(o, vector.FMAOp)
+            if isinstance(o, vector.LoadOp) and any(
+                isinstance(use.operation, vector.FMAOp) and use.index < 2 for use in o.result.uses
+            ):
+                loads += 1
     return loads, fmas
 
 

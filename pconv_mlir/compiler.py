@@ -120,9 +120,12 @@ class CompileOptions:
     """Run pconv-lre."""
     tune: bool = False
     """Choose each conv's schedule with the tuner (measured on the host; llvm-mca for aarch64).
-    Slower to compile: about a dozen builds per conv."""
+    Slower to compile: a few dozen builds per conv. With `tuning`, only the convs that
+    database does not know for this target are tuned, and the file is updated (created when
+    missing), so each layer is tuned once."""
     tuning: str | None = None
-    """A tuning database (JSON, from `pconv-tune`) to apply instead of tuning."""
+    """A tuning database (JSON, from `pconv-tune`): applied to the convs it knows for this
+    target (`pconv_mlir.tune.tuning_target`); with `tune=True`, also completed and updated."""
     opt_level: int = 3
     """0 to 3: clang's -O level; 0 also skips MLIR's clean-up passes."""
     cpu: str | None = None
@@ -192,8 +195,6 @@ class CompileOptions:
             raise OptionError(
                 f"precision = {self.precision!r} is not one of {', '.join(PRECISIONS)}"
             )
-        if self.tune and self.tuning is not None:
-            raise OptionError("give tune=True or tuning=<database>, not both")
         check_name(self.name)
         if self.threads is not None:
             check_threads(self.threads)
@@ -225,10 +226,12 @@ class CompileOptions:
             PconvFkrPass(group_size=int(self.group_size)),
             PconvFkwPackPass(**{k: int(v) for k, v in schedule.items()}),
         ]
-        if self.tuning is not None:
+        if self.tuning is not None and not self.tune:  # with tune, `compile` applies it
             from pconv_mlir.passes.pconv_apply_tuning import PconvApplyTuningPass
+            from pconv_mlir.tune import tuning_target
 
-            passes.append(PconvApplyTuningPass(database=os.fspath(self.tuning)))
+            database = os.fspath(self.tuning)
+            passes.append(PconvApplyTuningPass(database=database, target=tuning_target(backend)))
         return passes
 
 
@@ -575,16 +578,7 @@ def compile(
     Pipeline(opts.front_passes(backend)).run(module, ctx)
     database = None
     if opts.tune:
-        from pconv_mlir.tune import tune
-
-        database = tune(module, ctx, backend)
-        with tempfile.TemporaryDirectory(prefix="pconv-tuning-") as tmp:
-            from pconv_mlir.passes.pconv_apply_tuning import PconvApplyTuningPass
-
-            database.save(Path(tmp) / "tuning.json")
-            Pipeline([PconvApplyTuningPass(database=str(Path(tmp) / "tuning.json"))]).run(
-                module, ctx
-            )
+        database = _tune_once(module, ctx, backend, opts.tuning)
     with using_storage(ctx):
         how = _gpu_lowering_of if target in GPU_TARGETS else _lowering_of
         layers = tuple(layer_report(module, opts.name, lowering=how))
@@ -621,6 +615,27 @@ def compile(
         _profile_source=profile_source,
         _tmp=tmp,
     )
+
+
+def _tune_once(module: ModuleOp, ctx: Context, backend: Backend, path: Any) -> Any:
+    """Tune the convs of `module` that the database at `path` (when given and present) does
+    not know for the backend's target, save it there when that added any (creating it), and
+    apply it."""
+    from pconv_mlir.passes.pconv_apply_tuning import PconvApplyTuningPass, TuningDatabase
+    from pconv_mlir.tune import tune, tuning_target
+
+    target = tuning_target(backend)
+    known = path is not None and Path(path).exists()
+    database = TuningDatabase.load(path) if known else TuningDatabase()
+    before = dict(database.layers)
+    database = tune(module, ctx, backend, database=database, target=target, retune=False)
+    with tempfile.TemporaryDirectory(prefix="pconv-tuning-") as tmp:
+        where = Path(tmp) / "tuning.json"
+        if path is not None and database.layers != before:
+            database.save(path)
+        database.save(where)
+        Pipeline([PconvApplyTuningPass(database=str(where), target=target)]).run(module, ctx)
+    return database
 
 
 def _lower_and_build(

@@ -212,3 +212,62 @@ def check(fkw: Fkw, patterns: int, taps: int, channels: int, tile_channels: int)
                     f"of its run ({size} channels per block)"
                 )
     return None
+
+
+def filter_kernels(fkw: Fkw, patterns: int) -> list[list[tuple[int, int, int]]]:
+    """Per stored filter, its kernels as (input channel, pattern, kernel), in channel order."""
+    runs = fkw.stride.shape[1] - 1
+    kernels: list[list[tuple[int, int, int]]] = []
+    for i in range(len(fkw.reorder)):
+        mine = [
+            (int(fkw.index[k]), r % patterns, k)
+            for r in range(runs)
+            for k in range(int(fkw.stride[i, r]), int(fkw.stride[i, r + 1]))
+        ]
+        kernels.append(sorted(mine))
+    return kernels
+
+
+def overlap_groups(uses: np.ndarray, group_size: int) -> list[list[int]]:
+    """Filters cut into groups of `group_size` (the last may be shorter) that share work:
+    `uses[f]` marks what filter f reads (one column per (input channel, tap)); each group starts
+    from the free filter that reads most, then takes, one at a time, the free filter that reads
+    most of what the group already reads (ties: the one that reads more, then the lower index).
+    Greedy, as PatDNN's filter-level grouping: one loaded input vector then feeds several
+    filters of a group."""
+    uses = np.asarray(uses, dtype=np.float32)
+    filters = uses.shape[0]
+    sizes = uses.sum(axis=1)
+    free = np.ones(filters, dtype=bool)
+    groups: list[list[int]] = []
+    # Scores break ties by size, then index, below one shared column.
+    tie = (sizes / (sizes.max() + 1) if filters else sizes) * 0.5
+    tie -= np.arange(filters) / (4.0 * max(1, filters))
+    while free.any():
+        seed = int(np.argmax(np.where(free, sizes + tie, -np.inf)))
+        free[seed] = False
+        group, union = [seed], uses[seed].copy()
+        while len(group) < group_size and free.any():
+            score = np.where(free, uses @ union + tie, -np.inf)
+            pick = int(np.argmax(score))
+            free[pick] = False
+            group.append(pick)
+            np.maximum(union, uses[pick], out=union)
+        groups.append(group)
+    return groups
+
+
+def tap_uses(
+    kernels: Sequence[Sequence[tuple[int, int, int]]],
+    patterns: Sequence[Sequence[int]],
+    channels: int,
+    window_size: int,
+) -> np.ndarray:
+    """[filters, channels * window taps] booleans: which (input channel, tap) each filter reads,
+    from `filter_kernels`' lists."""
+    uses = np.zeros((len(kernels), channels * window_size), dtype=bool)
+    for f, mine in enumerate(kernels):
+        for channel, pattern, _ in mine:
+            for tap in patterns[pattern]:
+                uses[f, channel * window_size + tap] = True
+    return uses

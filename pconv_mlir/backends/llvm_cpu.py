@@ -201,7 +201,14 @@ class HostBackend(LlvmCpuBackend):
     summary = "LLVM IR for this computer, run in-process, tuned by timing"
     machine_name = "host"
     cost_unit = "s"
-    tunable = ("vector_width", "tile", "partial_sums", "unroll_filters", "tile_channels")
+    tunable = (
+        "vector_width",
+        "tile",
+        "partial_sums",
+        "unroll_filters",
+        "tile_channels",
+        "specialize",
+    )
 
     def describe(self) -> str:
         return f"{_cpu_model()} ({super().describe()})"

@@ -1,4 +1,5 @@
 // RUN: pconv-opt %s -p convert-pconv-to-loops | filecheck %s
+// RUN: pconv-opt %s -p 'convert-pconv-to-loops,pconv-lre{report=true}' -o /dev/null 2>&1 | filecheck %s --check-prefix=LRE
 
 // Two patterns, two filters stored in the order (1, 0), a 2-row x 1-vector register tile of
 // 4 lanes. The input is copied into a flat zero-padded buffer (2 channels x (1 + 4 + 1 rows) x
@@ -138,3 +139,32 @@ func.func @blocked(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
   %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> schedule <vector_width = 4, unroll_rows = 1, unroll_cols = 1, tile_channels = 1> strides [1, 1] padding [1, 1] dilation [1, 1] relu : (tensor<1x2x4x4xf32>, tensor<3xi32>, tensor<2xi32>, tensor<3xi32>, tensor<2x5xi32>, tensor<3x4xf32>) -> tensor<1x2x4x4xf32>
   func.return %y : tensor<1x2x4x4xf32>
 }
+
+// specialize = 1: code specialised to the kept kernels. Both stored filters form one group
+// (unroll_filters = 2) with 2 rows x 1 vector each: 4 accumulators, started from the bias. No
+// index or stride is read at run time: the tile's input is viewed as [channel, offset] and every
+// load has two constant indices. Channel 0 has one kernel (stored filter 1, pattern 0): 7
+// shifted vectors over the 2 rows for 8 multiply-adds. Channel 1 has a kernel of each filter
+// (patterns 0 and 1): 8 shifted vectors feed 16 multiply-adds, each loaded once in use order.
+// The weights are broadcast from constant positions; the ReLU comes with the stores.
+// CHECK-LABEL: func.func @specialized
+// CHECK-NOT:     memref.load %{{.*}} : memref<3xi32>
+// CHECK:         "scf.parallel"
+// CHECK:           %[[VIEW:.*]] = memref.reinterpret_cast %{{.*}} to offset: [%{{.*}}], sizes: [2, 132], strides: [66, 1] : memref<132xf32> to memref<2x132xf32, strided<[66, 1], offset: ?>>
+// CHECK-COUNT-7:   vector.load %[[VIEW]][%{{.*}}, %{{.*}}] : memref<2x132xf32, strided<[66, 1], offset: ?>>, vector<4xf32>
+// CHECK-NOT:       memref.load %{{.*}} : memref<3xi32>
+// CHECK-COUNT-8:   vector.load %[[VIEW]][%{{.*}}, %{{.*}}] : memref<2x132xf32, strided<[66, 1], offset: ?>>, vector<4xf32>
+// CHECK-NOT:       vector.load %[[VIEW]]
+// CHECK-COUNT-4:   arith.maximumf
+// CHECK:         bufferization.to_tensor
+// LRE: pconv-lre: @specialized: 1 kernel loops, {{.*}} activation vector loads per multiply-add 0.62 -> 0.62
+func.func @specialized(%x: tensor<1x2x4x6xf32>, %b: tensor<2xf32>) -> tensor<1x2x4x6xf32> {
+  %offset = arith.constant dense<[0, 1, 3]> : tensor<3xi32>
+  %reorder = arith.constant dense<[1, 0]> : tensor<2xi32>
+  %index = arith.constant dense<[1, 0, 1]> : tensor<3xi32>
+  %stride = arith.constant dense<[[0, 1, 1], [1, 2, 3]]> : tensor<2x3xi32>
+  %weight = arith.constant dense<[[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0]]> : tensor<3x4xf32>
+  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight, %b patterns <[[1, 3, 4, 5], [3, 4, 5, 7]], taps = 4> schedule <vector_width = 4, unroll_rows = 2, unroll_cols = 1, unroll_filters = 2, specialize = 1> strides [1, 1] padding [1, 1] dilation [1, 1] relu : (tensor<1x2x4x6xf32>, tensor<3xi32>, tensor<2xi32>, tensor<3xi32>, tensor<2x3xi32>, tensor<3x4xf32>, tensor<2xf32>) -> tensor<1x2x4x6xf32>
+  func.return %y : tensor<1x2x4x6xf32>
+}
+

@@ -18,9 +18,11 @@ def test_quick_benchmark_writes_a_table_and_csv(tmp_path, capsys, need_tool):
     spec.loader.exec_module(module)
     out = tmp_path / "quick.csv"
     argv = ["--quick", "--repeats", "1", "--aarch64", "--code", "--csv", str(out)]
+    argv += ["--specialize", "unroll_filters=2,unroll_rows=1,unroll_cols=1"]
     assert module.main(argv) == 0
     printed = capsys.readouterr().out
     assert "sp/torch" in printed and "llvm-mca-22 ESTIMATE" in printed
+    assert "sparse as specialised code" in printed
     assert "spills/reloads, loads/MAC" in printed
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 3
@@ -29,6 +31,8 @@ def test_quick_benchmark_writes_a_table_and_csv(tmp_path, capsys, need_tool):
         assert 0 < float(row["sparse_loads_per_fma"]) <= 1
     for row in rows:
         assert float(row["sparse_ms"]) > 0 and float(row["a76_est_sparse_ms"]) > 0
+    # Layer a (28 x 28 output, 1 x 1 tile: 112 tiles) is worth specialising; c (9 x 9) is not.
+    assert float(rows[0]["spec_ms"]) > 0 and not rows[2]["spec_ms"]
 
 
 def test_quick_opencl_benchmark_writes_a_table_and_csv(tmp_path, capsys, need):

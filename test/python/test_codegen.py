@@ -55,18 +55,24 @@ def check_case(
     bias = rng.standard_normal(case["f"]).astype(np.float32) if case["bias"] else None
     x = rng.standard_normal((case["n"], case["c"], case["h"], case["w"])).astype(np.float32)
     s, p = case["stride"], case["padding"]
-    module = conv2d_module(x.shape, weight, bias, patterns, ids, (s, s), (p, p), relu=case["relu"])
+    residual = case.get("residual", False)
+    module = conv2d_module(
+        x.shape, weight, bias, patterns, ids, (s, s), (p, p), relu=case["relu"], residual=residual
+    )
     Pipeline(
         f"pconv-fkr{{group_size=4}},pconv-fkw-pack{{vector_width={vector_width} "
         f"unroll_rows={case['rows']} unroll_cols={case['cols']} partial_sums={case['partials']} "
-        f"unroll_filters={case['filters']} tile_channels={case['tile_channels']}}},"
+        f"unroll_filters={case['filters']} tile_channels={case['tile_channels']} "
+        f"specialize={case.get('specialize', 0)} chunk_fmas={case.get('chunk_fmas', 1536)}}},"
         "convert-pconv-to-loops,pconv-lre"
     ).run(module)
     oh = conv_output_size(case["h"], s, p, 1)
     ow = conv_output_size(case["w"], s, p, 1)
     out = np.zeros((case["n"], case["f"], oh, ow), dtype=np.float32)
+    shortcut = rng.standard_normal(out.shape).astype(np.float32) if residual else None
+    args = [x, *([] if bias is None else [bias]), *([] if shortcut is None else [shortcut])]
     with build_runner(module, target=target) as runner:
-        runner.call("conv", x, *([] if bias is None else [bias]), out)
+        runner.call("conv", *args, out)
     expected = F.conv2d(
         torch.from_numpy(x).double(),
         torch.from_numpy(weight).double(),
@@ -74,6 +80,8 @@ def check_case(
         stride=s,
         padding=p,
     )
+    if shortcut is not None:
+        expected = expected + torch.from_numpy(shortcut).double()
     if case["relu"]:
         expected = torch.relu(expected)
     expected = expected.numpy()
@@ -193,3 +201,55 @@ def test_lower_to_llvm_pass_then_llvm_ir_runs() -> None:
         )
     ).numpy()
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+SPECIALIZED_CASES = [
+    # Ragged tiles (9 x 13 output, 2 x 2 tile of 8 lanes), many chunks, a short last group.
+    {"n": 2, "c": 13, "f": 11, "h": 9, "w": 13, "stride": 1, "padding": 1, "k": 8, "rate": 2.0,
+     "bias": True, "relu": True, "rows": 2, "cols": 2, "filters": 3, "chunk_fmas": 64},
+    # Stride 2, padding 0, a row narrower than a vector, one chunk per group, no bias.
+    {"n": 1, "c": 20, "f": 7, "h": 10, "w": 7, "stride": 2, "padding": 0, "k": 5, "rate": 3.6,
+     "bias": False, "relu": False, "rows": 1, "cols": 1, "filters": 4},
+    # A residual added before the ReLU, every kernel kept (no connectivity pruning), 6 filters.
+    {"n": 1, "c": 9, "f": 14, "h": 8, "w": 17, "stride": 1, "padding": 1, "k": 4, "rate": 1.0,
+     "bias": True, "relu": True, "residual": True, "rows": 3, "cols": 1, "filters": 6,
+     "chunk_fmas": 200},
+]  # fmt: skip
+"""`specialize = 1` cases; `partials` and `tile_channels` are set (and ignored by it)."""
+
+
+@pytest.mark.parametrize("i", range(len(SPECIALIZED_CASES)))
+def test_host_specialized_matches_torch(i: int) -> None:
+    case = {"partials": 2, "tile_channels": 8, **SPECIALIZED_CASES[i], "specialize": 1}
+    check_case(case, "host", 8, seed=300 + i)
+
+
+def test_aarch64_specialized_matches_torch(need_tool) -> None:
+    for tool in ("qemu-aarch64", "clang"):
+        need_tool(tool)
+    case = {"partials": 1, "tile_channels": 0, **SPECIALIZED_CASES[0], "specialize": 1}
+    check_case(case, "aarch64", 4, seed=310)
+
+
+@pytest.mark.parametrize("filters", [2, 4])
+def test_host_specialized_filters_without_kernels(filters: int) -> None:
+    """Specialised code where a filter has no kernel at all (its output is the bias) and others
+    have kernels in a few channels only, in groups with and without such filters."""
+    layer = blocked_layer_with_empty_runs()
+    case = {"n": 1, "c": 10, "f": 6, "h": 6, "w": 9, "stride": 1, "padding": 1, "bias": True,
+            "relu": True, "rows": 2, "cols": 1, "partials": 1, "filters": filters,
+            "tile_channels": 0, "specialize": 1, "chunk_fmas": 16}  # fmt: skip
+    check_case(case, "host", 8, seed=filters, layer=layer)
+
+
+def test_overlap_groups_share_reads() -> None:
+    """The greedy grouping puts filters that read the same (channel, tap) pairs together and
+    covers every filter once; ties go to the larger filter, then the lower index."""
+    uses = np.zeros((6, 8), dtype=bool)
+    uses[[0, 3], :4] = True  # filters 0 and 3 read the first half
+    uses[[1, 4], 4:] = True  # 1 and 4 the second
+    uses[2, :2] = uses[5, 6:] = True  # 2 shares with 0 and 3, 5 with 1 and 4
+    groups = fkw.overlap_groups(uses, 3)
+    assert groups == [[0, 3, 2], [1, 4, 5]]
+    assert fkw.overlap_groups(uses, 4) == [[0, 3, 2, 1], [4, 5]]
+    assert sorted(f for g in fkw.overlap_groups(uses, 1) for f in g) == list(range(6))

@@ -151,7 +151,6 @@ def test_batchnorm_folds_into_the_pattern_sparse_conv():
         ({"opt_level": 9}, "opt_level = 9 is outside 0..3"),
         ({"connectivity": "3.6"}, "connectivity = '3.6' is not a number"),
         ({"lre": "yes"}, "lre = 'yes' is not True or False"),
-        ({"tune": True, "tuning": "db.json"}, "not both"),
     ],
 )
 def test_ill_typed_options_are_option_errors(options, message):

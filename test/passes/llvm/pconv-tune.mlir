@@ -1,4 +1,4 @@
-// RUN: pconv-tune %s --backend aarch64 --max-acc 4 --steps tile --report -o %t.json 2>%t.report
+// RUN: pconv-tune %s --backend aarch64 --search coordinate --max-acc 4 --steps tile --report -o %t.json 2>%t.report
 // RUN: filecheck %s --check-prefix=REPORT < %t.report
 // RUN: filecheck %s --check-prefix=DB < %t.json
 // RUN: pconv-opt %s -p 'pconv-apply-tuning{database="%t.json"}' | filecheck %s
@@ -10,7 +10,7 @@
 // REPORT: pconv-tune.mlir:{{[0-9]+}}:{{[0-9]+}}: aarch64 cycles: tile 2x1: {{[0-9]+}}
 // REPORT: chose {'unroll_rows': {{[0-9]}}, 'unroll_cols': {{[0-9]}}}
 // REPORT: skipped: its FKW arrays are not constants
-// DB: "format": "pconv-tuning/1"
+// DB: "format": "pconv-tuning/2"
 // DB: "backend": "aarch64"
 // DB: "1x2x8x8->2 s1x1 p1x1 d1x1 k2t4 {{[0-9a-f]+}}"
 // CHECK-LABEL: func.func @conv
