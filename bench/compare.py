@@ -1,5 +1,6 @@
-"""pconv-mlir side by side with every dense peer, one command: the 3x3 layers of VGG-16 and
-ResNet-50 and the whole networks, one thread and all threads.
+"""pconv-mlir side by side with every dense peer, one command.
+
+The 3x3 layers of VGG-16 and ResNet-50 and the whole networks, one thread and all threads.
 
     .venv/bin/pip install -e '.[bench]'            # the peers (MNN: see bench/peers.py)
     .venv/bin/python bench/compare.py               # everything (long: about an hour)

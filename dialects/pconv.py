@@ -261,6 +261,14 @@ SCHEDULE_FIELDS: dict[str, ScheduleField] = {
         "each chunk)",
         quiet=True,
     ),
+    "lane_weights": ScheduleField(
+        0,
+        0,
+        "1: a kernel's weights are one vector load and each tap multiplies by its lane (NEON's "
+        "lane-indexed fmla; 0: one scalar load and broadcast per weight)",
+        maximum=1,
+        quiet=True,
+    ),
     "gpu_block_pixels": ScheduleField(
         4, 1, "GPU: consecutive output columns of one row per work-item", maximum=16, gpu=True
     ),

@@ -600,10 +600,7 @@ class FkwConvEmitter:
         channel = _load_index(self.index, [kernel])
         base = arith.AddiOp(_mul(channel, geo.s_c), tile.base).result
         taps = self.taps[pattern]
-        weights = [
-            vector.BroadcastOp(memref.LoadOp.get(self.weight, [kernel, _const(t)]).res, self.vtype)
-            for t in range(len(taps))
-        ]
+        weights = self.kernel_weights(kernel, len(taps), _const)
         out = list(accs)
         for r in range(geo.unroll_rows):
             for u in range(geo.unroll_cols):
@@ -613,8 +610,30 @@ class FkwConvEmitter:
                     offset += u * geo.vector_width + col_offset
                     loaded = vector.LoadOp(self.xp, [_add(base, offset)], self.vtype).result
                     part = slot + t % self.partial_sums
-                    out[part] = vector.FMAOp(loaded, weights[t].vector, out[part]).res
+                    out[part] = vector.FMAOp(loaded, weights[t], out[part]).res
         return out
+
+    def kernel_weights(
+        self, kernel: SSAValue, taps: int, const: Callable[[int], SSAValue]
+    ) -> list[SSAValue]:
+        """Kernel `kernel`'s `taps` weights, each broadcast to a vector: one scalar load per
+        weight, or with `lane_weights` one vector load of the kernel's row of `weight` and a
+        broadcast of each lane (which LLVM folds into lane-indexed multiply-adds on AArch64).
+        `const` makes the index constants."""
+        if not self.schedule["lane_weights"]:
+            return [self.kernel_weight(kernel, t, const) for t in range(taps)]
+        row = vector.LoadOp(self.weight, [kernel, const(0)], VectorType(f32, [taps])).result
+        return [
+            vector.BroadcastOp(vector.ExtractOp(row, [t], f32).result, self.vtype).vector
+            for t in range(taps)
+        ]
+
+    def kernel_weight(
+        self, kernel: SSAValue, tap: int, const: Callable[[int], SSAValue]
+    ) -> SSAValue:
+        """Weight `tap` of kernel `kernel` broadcast to a vector (a scalar load)."""
+        scalar = memref.LoadOp.get(self.weight, [kernel, const(tap)]).res
+        return vector.BroadcastOp(scalar, self.vtype).vector
 
     def store(
         self,
@@ -875,12 +894,18 @@ class SpecializedConvEmitter(FkwConvEmitter):
                             acc = (slot * rows + r) * cols + u
                             reads.setdefault(offset, []).append((acc, kernel, t))
             weights: dict[tuple[int, int], SSAValue] = {}
+            lanes = self.schedule["lane_weights"]
+            patterns = {kernel: pattern for _, pattern, kernel in uses}
             for offset in sorted(reads):
                 loaded = vector.LoadOp(view, [const(channel), const(offset)], self.vtype).result
                 for acc, kernel, t in reads[offset]:
                     if (kernel, t) not in weights:
-                        scalar = memref.LoadOp.get(self.weight, [const(kernel), const(t)]).res
-                        weights[kernel, t] = vector.BroadcastOp(scalar, self.vtype).vector
+                        if lanes:  # the kernel's whole row of weights, at its first use
+                            count = len(self.taps[patterns[kernel]])
+                            row = self.kernel_weights(const(kernel), count, const)
+                            weights.update({(kernel, i): w for i, w in enumerate(row)})
+                        else:
+                            weights[kernel, t] = self.kernel_weight(const(kernel), t, const)
                     accs[acc] = vector.FMAOp(loaded, weights[kernel, t], accs[acc]).res
         self.store(tile, channels, accs, chunk.last)
 

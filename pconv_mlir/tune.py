@@ -21,7 +21,9 @@ backend's `tunable` (or `steps=`) says which genes vary; every other parameter k
 value, so a schedule given by the user (say `partial_sums=2`) is kept. A candidate must keep
 its accumulators (rows x vectors x partial sums x lock-step filters) within the register file:
 `accumulator_budget`, 16 registers (AVX2) or 32 (AVX-512, NEON) less `RESERVED_REGISTERS`, a
-vector of more lanes than a register holding two.
+vector of more lanes than a register holding two. A `specialize = 1` candidate is tried only
+where `specialize_pays`: enough register tiles per image to reuse its straight-line code, and
+not so many multiply-adds per tile that building it takes minutes.
 
 Two searches (`search=`, `pconv-tune --search`):
 

@@ -63,7 +63,12 @@ class LlvmCpuBackend(Backend):
         return f"{self.machine.name} ({self.cpu or self.machine.cpu}; {features})"
 
     def schedule_defaults(self) -> dict[str, int]:
-        return {"vector_width": self.machine.default_vector_width}
+        """The machine's vector width; on AArch64 also `lane_weights` (NEON multiplies by a
+        vector lane: one load of a kernel's 4 weights instead of 4 broadcasts)."""
+        defaults = {"vector_width": self.machine.default_vector_width}
+        if self.machine.name == "aarch64":
+            defaults["lane_weights"] = 1
+        return defaults
 
     def lowering(self, *, lre: bool = True) -> list[ModulePass]:
         from pconv_mlir.lowering.convert_pconv_to_loops import ConvertPconvToLoopsPass

@@ -168,3 +168,22 @@ func.func @specialized(%x: tensor<1x2x4x6xf32>, %b: tensor<2xf32>) -> tensor<1x2
   func.return %y : tensor<1x2x4x6xf32>
 }
 
+
+// lane_weights = 1 (the AArch64 default): each kernel's 4 weights are one vector load of its
+// row of `weight`, and each tap's multiply-add takes one lane (LLVM makes it NEON's
+// lane-indexed fmla) instead of a scalar load and broadcast per weight.
+// CHECK-LABEL: func.func @lane_weights
+// CHECK:         scf.for
+// CHECK:           %[[ROW:.*]] = vector.load %{{.*}}[%{{.*}}, %{{.*}}] : memref<1x4xf32>, vector<4xf32>
+// CHECK-COUNT-4:   vector.extract %[[ROW]][{{[0-3]}}] : f32 from vector<4xf32>
+// CHECK-NOT:       memref.load %{{.*}} : memref<1x4xf32>
+// CHECK:           scf.yield
+func.func @lane_weights(%x: tensor<1x1x4x4xf32>) -> tensor<1x1x4x4xf32> {
+  %offset = arith.constant dense<[0, 1]> : tensor<2xi32>
+  %reorder = arith.constant dense<[0]> : tensor<1xi32>
+  %index = arith.constant dense<[0]> : tensor<1xi32>
+  %stride = arith.constant dense<[[0, 1]]> : tensor<1x2xi32>
+  %weight = arith.constant dense<1.0> : tensor<1x4xf32>
+  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5]], taps = 4> schedule <vector_width = 4, unroll_rows = 1, unroll_cols = 1, lane_weights = 1> strides [1, 1] padding [1, 1] dilation [1, 1] : (tensor<1x1x4x4xf32>, tensor<2xi32>, tensor<1xi32>, tensor<1xi32>, tensor<1x2xi32>, tensor<1x4xf32>) -> tensor<1x1x4x4xf32>
+  func.return %y : tensor<1x1x4x4xf32>
+}

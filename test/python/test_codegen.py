@@ -63,7 +63,8 @@ def check_case(
         f"pconv-fkr{{group_size=4}},pconv-fkw-pack{{vector_width={vector_width} "
         f"unroll_rows={case['rows']} unroll_cols={case['cols']} partial_sums={case['partials']} "
         f"unroll_filters={case['filters']} tile_channels={case['tile_channels']} "
-        f"specialize={case.get('specialize', 0)} chunk_fmas={case.get('chunk_fmas', 1536)}}},"
+        f"specialize={case.get('specialize', 0)} chunk_fmas={case.get('chunk_fmas', 1536)} "
+        f"lane_weights={case.get('lane_weights', 0)}}},"
         "convert-pconv-to-loops,pconv-lre"
     ).run(module)
     oh = conv_output_size(case["h"], s, p, 1)
@@ -253,3 +254,25 @@ def test_overlap_groups_share_reads() -> None:
     assert groups == [[0, 3, 2], [1, 4, 5]]
     assert fkw.overlap_groups(uses, 4) == [[0, 3, 2, 1], [4, 5]]
     assert sorted(f for g in fkw.overlap_groups(uses, 1) for f in g) == list(range(6))
+
+
+@pytest.mark.parametrize("specialize", [0, 1])
+def test_aarch64_lane_weights_match_torch(specialize: int, need_tool) -> None:
+    """`lane_weights` (the AArch64 default: a kernel's weights in one vector, multiplied by
+    lane) on NEON under qemu, in the loop code and in specialised code."""
+    for tool in ("qemu-aarch64", "clang"):
+        need_tool(tool)
+    case = {**AARCH64_CASES[1], "lane_weights": 1, "specialize": specialize, "chunk_fmas": 100}
+    check_case(case, "aarch64", 4, seed=320 + specialize)
+
+
+def test_host_lane_weights_match_torch() -> None:
+    case = {**HOST_CASES[2], "lane_weights": 1}
+    check_case(case, "host", 8, seed=330)
+
+
+def test_lane_weights_are_the_aarch64_default_only() -> None:
+    from pconv_mlir.backends import get_backend
+
+    assert get_backend("aarch64").schedule_defaults()["lane_weights"] == 1
+    assert "lane_weights" not in get_backend("host").schedule_defaults()
