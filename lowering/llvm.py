@@ -382,6 +382,9 @@ def _lower_vectorized(module: ModuleOp, ctx: Context | None, spec: Machine, opt_
 
     from pconv_mlir.lowering.vectorize_linalg import prepare_linalg, transform_script
 
+    if not any(op.dialect_name() == "linalg" for op in module.walk()):
+        # Nothing to vectorise: no copy (a specialised conv's module has 10^5 ops and more).
+        return run_mlir_opt(prepare_for_mlir_opt(module, ctx, spec), llvm_pipeline(opt_level))
     # The checks of `prepare_for_mlir_opt` on the module as given, so diagnostics name its ops.
     try:
         module.verify()
