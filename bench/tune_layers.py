@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--population", type=int, default=None)
     parser.add_argument("--generations", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
+    parser.add_argument(
+        "--steps", default=None, help="comma list of genes to vary (default: the backend's)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--database", default=None, help="also write the tuning database here")
     parser.add_argument("--csv", default="bench/results/tune_layers.csv")
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             population=population,
             generations=generations,
             seed=args.seed,
+            steps=args.steps.split(",") if args.steps else None,
             budget=budget,
             database=database,
         )
