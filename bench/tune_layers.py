@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             database=database,
         )
         spent = time.monotonic() - started
-        entry = database.layers[TuningDatabase.entry_key(layer_key(op), tuning_target(backend))]
+        with using_storage(ctx):  # the key digests the FKW arrays, stored in `ctx`
+            key = TuningDatabase.entry_key(layer_key(op), tuning_target(backend))
+        entry = database.layers[key]
         tuned = op.schedule.replace(**entry["schedule"])
         with using_storage(ctx):
             default_cost = measure(op, ctx, backend, op.schedule, repeats)
