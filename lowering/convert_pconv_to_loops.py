@@ -761,7 +761,8 @@ class SpecializedConvEmitter(FkwConvEmitter):
     its weight broadcast from a constant position in `weight`. No index or stride is read at
     run time. The code is cut into chunks (`specialized_chunks`) of about `chunk_fmas`
     multiply-adds, each with the spatial loops inside it, so a chunk stays in the instruction
-    cache while it sweeps the image; between chunks the sums go through the output.
+    cache while it sweeps a band of row tiles (as many as keep the band's input within
+    `SPECIALIZED_BAND_BYTES`); between chunks the sums go through the output.
 
         parallel n, band, share:                   // share: contiguous groups, about equal work
           switch share:                            // one case of code per share
