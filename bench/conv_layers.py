@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(specialised) or "(no layer where specialised code pays)")
 
     if args.aarch64:
-        arm = {**schedule, "vector_width": 4}
+        arm = {**schedule, **get_backend("aarch64").schedule_defaults()}  # 4 lanes, lane weights
         print(f"\n# aarch64 Cortex-A76 at {A76_GHZ} GHz: llvm-mca-22 ESTIMATE, not a measurement")
         print(f"{'layer':<22} | {'dense':>8} {'sparse':>8} ms (est.) | {'sp/dense':>8}")
         for i, (layer, row) in enumerate(zip(todo, rows, strict=True)):
