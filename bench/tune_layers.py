@@ -135,9 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         spent = time.monotonic() - started
         with using_storage(ctx):  # the key digests the FKW arrays, stored in `ctx`
             key = TuningDatabase.entry_key(layer_key(op), tuning_target(backend))
-        entry = database.layers[key]
-        tuned = op.schedule.replace(**entry["schedule"])
-        with using_storage(ctx):
+            entry = database.layers[key]
+            tuned = op.schedule.replace(**entry["schedule"])
             default_cost = measure(op, ctx, backend, op.schedule, repeats)
             tuned_cost = measure(op, ctx, backend, tuned, repeats)
         row = {

@@ -71,6 +71,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 from xdsl.builder import ImplicitBuilder
 from xdsl.context import Context
 from xdsl.dialects import arith, bufferization, memref, scf, vector
@@ -783,7 +784,11 @@ class SpecializedConvEmitter(FkwConvEmitter):
         geo = self.geo
         kernels = fkw.filter_kernels(arrays, len(patterns))
         size = max(1, min(self.schedule["unroll_filters"], geo.f))
-        uses = fkw.tap_uses(kernels, patterns, geo.c, geo.kh * geo.kw)
+        ids = np.full((geo.f, geo.c), -1)
+        for f, mine in enumerate(kernels):
+            for channel, pattern, _ in mine:
+                ids[f, channel] = pattern
+        uses = fkw.tap_uses(ids, patterns, geo.kh * geo.kw)
         self.groups = fkw.overlap_groups(uses, size)
         self.partial_sums = 1
         self.per_filter = geo.unroll_rows * geo.unroll_cols

@@ -86,15 +86,8 @@ def shared_reads(uses: np.ndarray, groups: list[list[int]]) -> float:
 
 def overlap_order(op: Conv2dOp, group_size: int) -> tuple[list[int], list[list[int]], np.ndarray]:
     """The order and groups of `fkw.overlap_groups` for `op`, and its (channel, tap) reads."""
-    ids = op.pattern_ids()
-    patterns = op.patterns.patterns
     kh, kw = op.patterns.kernel_window
-    window = kh * kw
-    uses = np.zeros((ids.shape[0], ids.shape[1] * window), dtype=bool)
-    for p, taps in enumerate(patterns):
-        f, c = np.nonzero(ids == p)
-        for t in taps:
-            uses[f, c * window + t] = True
+    uses = fkw.tap_uses(op.pattern_ids(), op.patterns.patterns, kh * kw)
     groups = fkw.overlap_groups(uses, group_size)
     return [f for g in groups for f in g], groups, uses
 

@@ -257,17 +257,14 @@ def overlap_groups(uses: np.ndarray, group_size: int) -> list[list[int]]:
     return groups
 
 
-def tap_uses(
-    kernels: Sequence[Sequence[tuple[int, int, int]]],
-    patterns: Sequence[Sequence[int]],
-    channels: int,
-    window_size: int,
-) -> np.ndarray:
+def tap_uses(ids: np.ndarray, patterns: Sequence[Sequence[int]], window_size: int) -> np.ndarray:
     """[filters, channels * window taps] booleans: which (input channel, tap) each filter reads,
-    from `filter_kernels`' lists."""
-    uses = np.zeros((len(kernels), channels * window_size), dtype=bool)
-    for f, mine in enumerate(kernels):
-        for channel, pattern, _ in mine:
-            for tap in patterns[pattern]:
-                uses[f, channel * window_size + tap] = True
+    from pattern ids `[F, C]` (-1: pruned kernel)."""
+    ids = np.asarray(ids)
+    filters, channels = ids.shape
+    uses = np.zeros((filters, channels * window_size), dtype=bool)
+    for p, taps in enumerate(patterns):
+        f, c = np.nonzero(ids == p)
+        for tap in taps:
+            uses[f, c * window_size + tap] = True
     return uses
