@@ -320,6 +320,12 @@ class FkwConvEmitter:
         self.partial_sums = self.schedule["partial_sums"]
         # Accumulators of one filter in a tile: rows x vectors x partial sums.
         self.per_filter = self.geo.unroll_rows * self.geo.unroll_cols * self.partial_sums
+        self.shared = False
+        """Whether filters in lock-step share their input loads (`fkw.uniform`: every filter
+        has the same kernels, as in a dense layer)."""
+        if self.schedule["unroll_filters"] > 1 and not self.schedule["specialize"]:
+            arrays = op.fkw_arrays()
+            self.shared = arrays is not None and fkw.uniform(arrays)
 
     def emit(self) -> SSAValue:
         """The whole convolution; returns its result tensor."""
@@ -370,17 +376,66 @@ class FkwConvEmitter:
         self, x: SSAValue, xp: SSAValue, n: SSAValue, c: SSAValue, c_base: SSAValue
     ) -> None:
         """Input channel `c` of image `n` into its padded place, column phase by phase (stride
-        along the rows above 1): element by element."""
+        along the rows above 1). With stride 2, a row is read in pairs of vectors from the
+        first column whose padded column is even, and each pair is split by two
+        `vector.shuffle`s into its even and odd columns, stored at the same place in phase 0
+        and phase 1; the columns before and after, and every column of other strides, go
+        element by element."""
         geo = self.geo
+        width = geo.vector_width
+        start = geo.pw % 2  # the first column whose padded column is even
+        pairs = (geo.w - start) // (2 * width) if geo.sw == 2 else 0
+        end = start + pairs * 2 * width if pairs else 0
         with _loop(_const(0), _const(geo.h), _const(1)) as iy:
             row_base = arith.AddiOp(c_base, _mul(_add(iy, geo.ph), geo.s_y)).result
-            with _loop(_const(0), _const(geo.w), _const(1)) as ix:
-                value = memref.LoadOp.get(x, [n, c, iy, ix]).res
-                col = _add(ix, geo.pw)
-                sw = _const(geo.sw)
-                phase, j = arith.RemUIOp(col, sw), arith.DivUIOp(col, sw)
-                col = arith.AddiOp(_mul(phase.result, geo.s_q), j).result
-                memref.StoreOp.get(value, xp, [arith.AddiOp(row_base, col).result])
+            if pairs:
+                self.scatter_pairs(x, xp, (n, c, iy), row_base, (start, end))
+            with _loop(_const(end), _const(geo.w), _const(1)) as ix:
+                self.scatter_element(x, xp, (n, c, iy, ix), row_base)
+
+    def scatter_pairs(
+        self,
+        x: SSAValue,
+        xp: SSAValue,
+        row: tuple[SSAValue, SSAValue, SSAValue],
+        row_base: SSAValue,
+        columns: tuple[int, int],
+    ) -> None:
+        """Stride 2: columns `columns` [start, end) of input row `row` (n, c, iy), in pairs of
+        vectors, split into their even and odd padded columns (phase 0 and 1); the columns
+        before `start` element by element."""
+        geo = self.geo
+        n, c, iy = row
+        start, end = columns
+        width = geo.vector_width
+        for ix in range(start):
+            self.scatter_element(x, xp, (n, c, iy, _const(ix)), row_base)
+        with _loop(_const(start), _const(end), _const(2 * width)) as ix:
+            low = vector.LoadOp(x, [n, c, iy, ix], self.vtype).result
+            high = vector.LoadOp(x, [n, c, iy, _add(ix, width)], self.vtype).result
+            j = arith.DivUIOp(_add(ix, geo.pw), _const(2)).result
+            for phase in (0, 1):
+                mask = DenseArrayBase.from_list(i64, range(phase, 2 * width, 2))
+                half = vector.ShuffleOp(low, high, mask, result_type=self.vtype).result
+                at = arith.AddiOp(_add(row_base, phase * geo.s_q), j).result
+                vector.StoreOp(half, xp, [at])
+
+    def scatter_element(
+        self,
+        x: SSAValue,
+        xp: SSAValue,
+        at: tuple[SSAValue, SSAValue, SSAValue, SSAValue],
+        row_base: SSAValue,
+    ) -> None:
+        """`x[at]` (n, c, iy, ix) to its place in the padded row at `row_base`: stride phase
+        (ix + pw) mod sw, column (ix + pw) / sw."""
+        geo = self.geo
+        value = memref.LoadOp.get(x, list(at)).res
+        col = _add(at[3], geo.pw)
+        sw = _const(geo.sw)
+        phase, j = arith.RemUIOp(col, sw), arith.DivUIOp(col, sw)
+        col = arith.AddiOp(_mul(phase.result, geo.s_q), j).result
+        memref.StoreOp.get(value, xp, [arith.AddiOp(row_base, col).result])
 
     def zero_fill(self, buffer: SSAValue, start: SSAValue, count: int) -> None:
         """Zeros at `buffer[start .. start + count)` (a flat buffer): whole vectors, then the
@@ -508,12 +563,17 @@ class FkwConvEmitter:
         self, tile: _Tile, first: SSAValue, size: int, first_run: SSAValue | None
     ) -> None:
         """Stored filters `first` .. `first + size - 1` in lock-step over one channel block:
-        per pattern, one loop over the kernels all of them have, then each one's remainder."""
+        per pattern, one loop over the kernels all of them have, then each one's remainder
+        (none when the filters have the same kernels, `shared`)."""
         group = [first] + [_add(first, g) for g in range(1, size)]
         channels, accs = self.accumulators(tile, group, first_run is None)
         per = self.per_filter
         for p in range(len(self.taps)):
             los = [self.run_bound(i, first_run, p) for i in group]
+            if size > 1 and self.shared:
+                count = arith.SubiOp(self.run_bound(first, first_run, p + 1), los[0]).result
+                accs = self.kernel_run(tile, p, (self.zero, count), los, accs)
+                continue
             his = [self.run_bound(i, first_run, p + 1) for i in group]
             if size > 1:
                 common = arith.SubiOp(his[0], los[0]).result
@@ -586,22 +646,29 @@ class FkwConvEmitter:
         per = self.per_filter
         with ImplicitBuilder(body):
             results: list[SSAValue] = []
-            for g in range(len(accs) // per):
-                kernel = k if firsts is None else arith.AddiOp(firsts[g], k).result
-                results += self.kernel_body(tile, pattern, kernel, carried[g * per : (g + 1) * per])
+            if firsts is not None and self.shared:
+                kernels = [arith.AddiOp(first, k).result for first in firsts]
+                results = self.kernel_body(tile, pattern, kernels, carried)
+            else:
+                for g in range(len(accs) // per):
+                    kernel = k if firsts is None else arith.AddiOp(firsts[g], k).result
+                    mine = carried[g * per : (g + 1) * per]
+                    results += self.kernel_body(tile, pattern, [kernel], mine)
             scf.YieldOp(*results)
         return list(scf.ForOp(*bounds, self.one, accs, body).results)
 
     def kernel_body(
-        self, tile: _Tile, pattern: int, kernel: SSAValue, accs: list[SSAValue]
+        self, tile: _Tile, pattern: int, kernels: list[SSAValue], accs: list[SSAValue]
     ) -> list[SSAValue]:
-        """One kernel: taps x rows x vectors multiply-adds, each with its own load at the
-        kernel's base (its channel in this tile) plus a constant; the new accumulators."""
+        """One kernel of each of the filters `kernels` belong to (one filter, or a group that
+        reads the same input channel at this step: `shared`): taps x rows x vectors, each input
+        vector one load at the channel's base (of the first kernel, in this tile) plus a
+        constant, followed by every filter's multiply-add that reads it; the new accumulators."""
         geo = self.geo
-        channel = _load_index(self.index, [kernel])
+        channel = _load_index(self.index, [kernels[0]])
         base = arith.AddiOp(_mul(channel, geo.s_c), tile.base).result
         taps = self.taps[pattern]
-        weights = self.kernel_weights(kernel, len(taps), _const)
+        weights = [self.kernel_weights(kernel, len(taps), _const) for kernel in kernels]
         out = list(accs)
         for r in range(geo.unroll_rows):
             for u in range(geo.unroll_cols):
@@ -610,8 +677,9 @@ class FkwConvEmitter:
                     offset = (r * geo.sh + row_offset) * geo.s_y + phase * geo.s_q
                     offset += u * geo.vector_width + col_offset
                     loaded = vector.LoadOp(self.xp, [_add(base, offset)], self.vtype).result
-                    part = slot + t % self.partial_sums
-                    out[part] = vector.FMAOp(loaded, weights[t], out[part]).res
+                    for g, mine in enumerate(weights):
+                        part = g * self.per_filter + slot + t % self.partial_sums
+                        out[part] = vector.FMAOp(loaded, mine[t], out[part]).res
         return out
 
     def kernel_weights(

@@ -268,3 +268,20 @@ def tap_uses(ids: np.ndarray, patterns: Sequence[Sequence[int]], window_size: in
         for tap in taps:
             uses[f, c * window_size + tap] = True
     return uses
+
+
+def uniform(fkw: Fkw) -> bool:
+    """Whether every stored filter has the same kernels: the same runs (`stride` less the
+    filter's `offset`) and the same input channel at each position (`index`), as in a dense
+    layer or a 1x1 conv that keeps every kernel. Filters in lock-step then read the same input
+    vector at every step, so the generated code loads it once for all of them."""
+    filters = len(fkw.reorder)
+    if filters < 2:
+        return True
+    sizes = np.diff(fkw.offset)
+    if np.any(sizes != sizes[0]):
+        return False
+    runs = fkw.stride - fkw.offset[:-1, None]
+    if np.any(runs != runs[0]):
+        return False
+    return bool(np.all(fkw.index.reshape(filters, -1) == fkw.index[: sizes[0]]))

@@ -65,9 +65,19 @@ func.func @conv(%x: tensor<1x2x4x6xf32>) -> tensor<1x2x4x6xf32> {
 }
 
 // Stride 2: the padded input is split into 2 column phases (5 rows x 2 phases x 6 columns),
-// so each tap is a contiguous load. Whole tiles cover the 2x4 output: no scratch, no copy.
+// so each tap is a contiguous load. Each input row is read in pairs of 4-lane vectors (columns
+// 0-7), split by two shuffles into its even and odd columns, which are stored at the same
+// place of phase 0 and phase 1; column 8 goes element by element. Whole tiles cover the 2x4
+// output: no scratch, no copy.
 // CHECK-LABEL: func.func @stride2
-// CHECK:         memref.alloc() : memref<60xf32>
+// CHECK:         %[[XP2:.*]] = memref.alloc() : memref<60xf32>
+// CHECK:         scf.for
+// CHECK:           %[[LOW:.*]] = vector.load %{{.*}} : memref<1x1x5x9xf32>, vector<4xf32>
+// CHECK:           %[[HIGH:.*]] = vector.load %{{.*}} : memref<1x1x5x9xf32>, vector<4xf32>
+// CHECK:           %[[EVEN:.*]] = vector.shuffle %[[LOW]], %[[HIGH]] [0, 2, 4, 6]
+// CHECK:           vector.store %[[EVEN]], %[[XP2]]
+// CHECK:           %[[ODD:.*]] = vector.shuffle %[[LOW]], %[[HIGH]] [1, 3, 5, 7]
+// CHECK:           vector.store %[[ODD]], %[[XP2]]
 // CHECK:         arith.remui
 // CHECK:         arith.divui
 // CHECK:         %[[OUT2:.*]] = memref.alloc() : memref<1x1x2x4xf32>
@@ -186,4 +196,37 @@ func.func @lane_weights(%x: tensor<1x1x4x4xf32>) -> tensor<1x1x4x4xf32> {
   %weight = arith.constant dense<1.0> : tensor<1x4xf32>
   %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[1, 3, 4, 5]], taps = 4> schedule <vector_width = 4, unroll_rows = 1, unroll_cols = 1, lane_weights = 1> strides [1, 1] padding [1, 1] dilation [1, 1] : (tensor<1x1x4x4xf32>, tensor<2xi32>, tensor<1xi32>, tensor<1xi32>, tensor<1x2xi32>, tensor<1x4xf32>) -> tensor<1x1x4x4xf32>
   func.return %y : tensor<1x1x4x4xf32>
+}
+
+
+// Filters with the same kernels (`fkw.uniform`, as in a dense layer) in lock-step share their
+// input loads: one loop per pattern, with no remainder loops and no arith.minsi; each kernel
+// step reads the channel once (from the first filter's kernel) and each shifted input vector
+// once, then the multiply-adds of both filters that use it, each with its own weight.
+// CHECK-LABEL: func.func @shared
+// CHECK-NOT:     arith.minsi
+// CHECK:         scf.for %{{.*}} iter_args(%[[A0:.*]] = %{{.*}}, %[[A1:.*]] = %{{.*}}) -> (vector<4xf32>, vector<4xf32>)
+// CHECK-COUNT-1:   memref.load %{{.*}} : memref<4xi32>
+// CHECK-COUNT-6:   memref.load %{{.*}} : memref<4x3xf32>
+// CHECK:           %[[V0:.*]] = vector.load
+// CHECK-NEXT:      %[[F0:.*]] = vector.fma %[[V0]], %{{.*}}, %[[A0]]
+// CHECK-NEXT:      %[[G0:.*]] = vector.fma %[[V0]], %{{.*}}, %[[A1]]
+// CHECK:           %[[V1:.*]] = vector.load
+// CHECK-NEXT:      vector.fma %[[V1]], %{{.*}}, %[[F0]]
+// CHECK-NEXT:      vector.fma %[[V1]], %{{.*}}, %[[G0]]
+// CHECK:           vector.load
+// CHECK-NEXT:      vector.fma
+// CHECK-NEXT:      vector.fma
+// CHECK-NEXT:      scf.yield
+// CHECK-NOT:     arith.minsi
+// CHECK:         func.return
+// LRE: pconv-lre: @shared: 2 kernel loops, {{.*}} activation vector loads per multiply-add 0.67 -> 0.67
+func.func @shared(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
+  %offset = arith.constant dense<[0, 2, 4]> : tensor<3xi32>
+  %reorder = arith.constant dense<[0, 1]> : tensor<2xi32>
+  %index = arith.constant dense<[0, 1, 0, 1]> : tensor<4xi32>
+  %stride = arith.constant dense<[[0, 2], [2, 4]]> : tensor<2x2xi32>
+  %weight = arith.constant dense<[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0], [1.5, 2.5, 3.5]]> : tensor<4x3xf32>
+  %y = pconv.fkw_conv2d %x, %offset, %reorder, %index, %stride, %weight patterns <[[3, 4, 5]], taps = 3> schedule <vector_width = 4, unroll_rows = 1, unroll_cols = 1, unroll_filters = 2> strides [1, 1] padding [1, 1] dilation [1, 1] : (tensor<1x2x4x4xf32>, tensor<3xi32>, tensor<2xi32>, tensor<4xi32>, tensor<2x2xi32>, tensor<4x3xf32>) -> tensor<1x2x4x4xf32>
+  func.return %y : tensor<1x2x4x4xf32>
 }

@@ -276,3 +276,58 @@ def test_lane_weights_are_the_aarch64_default_only() -> None:
 
     assert get_backend("aarch64").schedule_defaults()["lane_weights"] == 1
     assert "lane_weights" not in get_backend("host").schedule_defaults()
+
+
+def dense_layer(rng: np.random.Generator, filters: int, channels: int, window: int = 3) -> tuple:
+    """(patterns, ids, weight) of a dense layer: one pattern of every tap, every kernel kept."""
+    taps = window * window
+    ids = np.zeros((filters, channels), dtype=np.int64)
+    weight = rng.standard_normal((filters, channels, window, window)).astype(np.float32)
+    return [tuple(range(taps))], ids, weight
+
+
+SHARED_CASES = [
+    # 3 filters in lock-step, a ragged last group (10 = 3 * 3 + 1), ragged tiles, 2 partial sums.
+    {"n": 2, "c": 7, "f": 10, "h": 9, "w": 13, "stride": 1, "padding": 1, "bias": True,
+     "relu": True, "rows": 3, "cols": 1, "partials": 2, "filters": 3, "tile_channels": 0},
+    # Stride 2, channel blocks (19 channels in blocks of 8), 4 filters, a residual.
+    {"n": 1, "c": 19, "f": 8, "h": 12, "w": 17, "stride": 2, "padding": 1, "bias": False,
+     "relu": True, "residual": True, "rows": 2, "cols": 2, "partials": 1, "filters": 4,
+     "tile_channels": 8},
+    # 6 filters, one row of one vector, no padding.
+    {"n": 1, "c": 5, "f": 13, "h": 6, "w": 20, "stride": 1, "padding": 0, "bias": True,
+     "relu": False, "rows": 1, "cols": 1, "partials": 1, "filters": 6, "tile_channels": 0},
+]  # fmt: skip
+"""Dense layers (`fkw.uniform`): filters in lock-step share each input load."""
+
+
+@pytest.mark.parametrize("i", range(len(SHARED_CASES)))
+def test_host_shared_loads_match_torch(i: int) -> None:
+    case = SHARED_CASES[i]
+    layer = dense_layer(np.random.default_rng(400 + i), case["f"], case["c"])
+    check_case(case, "host", 8, seed=400 + i, layer=layer)
+
+
+def test_aarch64_shared_loads_match_torch(need_tool) -> None:
+    for tool in ("qemu-aarch64", "clang"):
+        need_tool(tool)
+    case = {**SHARED_CASES[0], "lane_weights": 1}
+    layer = dense_layer(np.random.default_rng(410), case["f"], case["c"])
+    check_case(case, "aarch64", 4, seed=410, layer=layer)
+
+
+def test_uniform_filters() -> None:
+    """`fkw.uniform`: true for a dense layer (with or without channel blocks) and for filters
+    with the same kernels; false when one filter lacks a kernel or has another pattern."""
+    rng = np.random.default_rng(6)
+    patterns, ids, weight = dense_layer(rng, 5, 11)
+    assert fkw.uniform(fkw.pack(weight, ids, patterns))
+    assert fkw.uniform(fkw.pack(weight, ids, patterns, tile_channels=4))
+    patterns, ids, weight = random_pattern_layer(rng, 4, 6, 2, 1.0)
+    ids[:] = ids[0]
+    weight = np.where(kernel_mask(ids, patterns), weight[:1], 0).astype(np.float32)
+    assert fkw.uniform(fkw.pack(weight, ids, patterns))
+    ids[2, 3] = -1
+    assert not fkw.uniform(fkw.pack(weight * kernel_mask(ids, patterns), ids, patterns))
+    ids[2, 3] = 1 - ids[0, 3]
+    assert not fkw.uniform(fkw.pack(weight * kernel_mask(ids, patterns), ids, patterns))
